@@ -1,0 +1,483 @@
+//! The reference backend: `DashMap<K, Weak<Flow>>` plus per-thread timeout queues holding the
+//! `Arc`s that keep idle flows alive (the design of `design-notes/flow-table.md`, with its faults
+//! fixed). Safe code only.
+//!
+//! - [`map`]: the key map of weak references;
+//! - [`timers`]: the per-thread `priority_queue` timer queues (strong references);
+//! - [`record`]: the flow record and its state word;
+//! - [`pending`]: creations in flight (atomic `get_or_insert_with` with `init` outside locks);
+//! - [`handle`]: the user's handle.
+//!
+//! Locks: a map shard lock (DashMap's), a timer queue lock, a pending stripe lock. None is held
+//! while another is taken, except pending stripe → map shard read (in `get_or_insert_with`); no
+//! strong reference to a record is dropped while any lock is held (R5), so a record's `Drop` may
+//! take a map shard lock.
+#![forbid(unsafe_code)]
+
+mod handle;
+mod map;
+mod pending;
+mod record;
+mod timers;
+
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+pub use handle::DashFlow;
+use map::WeakMap;
+use pending::{Claim, Pending};
+use record::{Due, Exit, Record};
+use timers::{Popped, Timers};
+
+use crate::listener::{notify_each, Listener};
+use crate::stats::{Counters, Event};
+use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::{Arc, Weak};
+use crate::{
+    Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, RemovalCause, Stats, TableFull,
+    Timestamp,
+};
+
+/// The state every handle's record can reach (through a `Weak`).
+pub(crate) struct Shared<K, V, S> {
+    map: WeakMap<K, Record<K, V, S>, S>,
+    timers: Timers<Record<K, V, S>>,
+    pending: Pending<K>,
+    counters: Counters,
+    /// Flows in the table (reserved before a flow is published, released when it leaves).
+    live: AtomicUsize,
+    max_flows: usize,
+    timeout: Duration,
+    mode: ExpiryMode,
+    hasher: S,
+    listener: Option<Listener<K, V>>,
+    /// How a record that leaves in its `Drop` finishes its exit (a function pointer, because `Drop`
+    /// cannot carry the `Hash + Eq` bounds the map needs).
+    pub(super) drop_exit: fn(&Shared<K, V, S>, &Record<K, V, S>),
+    /// What dropping the table does (for the same reason).
+    drop_table: fn(&Shared<K, V, S>),
+}
+
+/// The reference backend (feature `dashmap`).
+///
+/// See [`FlowTable`] for the contract. Memory per flow is that of a DashMap entry (key + 8-byte
+/// `Weak`), the `Arc`'d record, and a `priority_queue` entry (an index map plus a heap); see
+/// `design/benchmarks.md` for measured figures.
+pub struct DashFlowTable<K, V, S = DefaultHashBuilder> {
+    shared: Arc<Shared<K, V, S>>,
+}
+
+type Rec<K, V, S> = Record<K, V, S>;
+
+impl<K, V, S> Shared<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// The live, visible flow under `key`, reaping a dead weak entry if it finds one. Never drops a
+    /// strong reference under a lock (the map returns a `Weak` copy).
+    fn lookup(&self, key: &K, now: Timestamp) -> Option<Arc<Rec<K, V, S>>> {
+        let weak = self.map.get(key)?;
+        match weak.upgrade() {
+            Some(rec) if rec.is_visible(now) => Some(rec),
+            Some(_) => None,
+            None => {
+                self.map.remove_if_dead(key);
+                None
+            }
+        }
+    }
+
+    fn reserve(&self) -> bool {
+        // Relaxed is enough: the count only bounds memory; it orders nothing else.
+        self.live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_flows).then_some(n + 1))
+            .is_ok()
+    }
+
+    fn unreserve(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn new_record(self: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
+        let queue = self.timers.home();
+        Arc::new(Record::new(key, value, hash, now, self.timeout, self.mode, queue, Arc::downgrade(self)))
+    }
+
+    /// Files a new record's timer and counts it.
+    fn publish(&self, rec: &Arc<Rec<K, V, S>>) {
+        self.timers.push(rec.queue, Arc::clone(rec), rec.deadline_ns());
+        self.counters.add(rec.hash as usize, Event::Created);
+    }
+
+    /// Finishes the exit of a record that this caller moved out of `Active` (it won `try_leave` or
+    /// `try_expire`): map entry (by identity), timer, count. The caller notifies the listener and
+    /// drops the returned timer `Arc` outside every lock.
+    /// `in_map`: the map entry may still refer to `rec`; `timer_popped`: the expiry pass already
+    /// took its timer out of the queue.
+    fn finish_exit(
+        &self,
+        rec: &Arc<Rec<K, V, S>>,
+        cause: RemovalCause,
+        in_map: bool,
+        timer_popped: bool,
+    ) -> Option<Arc<Rec<K, V, S>>> {
+        if in_map {
+            self.map.remove_if_same(&rec.key, Arc::as_ptr(rec));
+        }
+        let timer = if timer_popped { None } else { self.timers.remove(rec.queue, rec) };
+        self.unreserve();
+        self.counters.add(rec.hash as usize, Event::Left(cause));
+        timer
+    }
+
+    fn notify(&self, rec: &Rec<K, V, S>, cause: RemovalCause) {
+        notify_each(self.listener.as_ref(), [Exit(rec, cause)]);
+    }
+
+    /// The exit of a `WhileHeld` record in its `Drop` (see [`Shared::drop_exit`]).
+    fn drop_exit_impl(&self, rec: &Rec<K, V, S>) {
+        self.map.remove_if_same(&rec.key, rec as *const _);
+        self.unreserve();
+        self.counters.add(rec.hash as usize, Event::Left(RemovalCause::Expired));
+        self.notify(rec, RemovalCause::Expired);
+    }
+
+    /// One expiry pass over the timer queues, starting at the caller's own.
+    fn expire_queues(&self, queues: impl Iterator<Item = (usize, bool)>, now: Timestamp, budget: usize) -> usize {
+        if budget == 0 {
+            return 0;
+        }
+        let now_ns = now.as_nanos();
+        let mut expired: Vec<Arc<Rec<K, V, S>>> = Vec::new();
+        let mut released: Vec<Arc<Rec<K, V, S>>> = Vec::new();
+        let mut popped = Popped { due: Vec::new() };
+        for (q, wait) in queues {
+            if expired.len() >= budget {
+                break;
+            }
+            let Some(mut pq) = self.timers.lock(q, wait) else { continue };
+            // Each popped timer is handled at most once per pass: a re-filed one is due later.
+            loop {
+                let want = budget - expired.len();
+                popped.due.clear();
+                Timers::pop_due(&mut pq, now_ns, want, &mut popped);
+                if popped.due.is_empty() {
+                    break;
+                }
+                for rec in popped.due.drain(..) {
+                    match rec.try_expire(now) {
+                        Due::Moved(deadline) => Timers::refile(&mut pq, rec, deadline),
+                        Due::Expired => expired.push(rec),
+                        Due::Stale | Due::Release => released.push(rec),
+                    }
+                }
+                if expired.len() >= budget {
+                    break;
+                }
+            }
+        }
+        // Outside every queue lock: map entries, counters, listener, then the Arcs go (R5).
+        for rec in &expired {
+            let timer = self.finish_exit(rec, RemovalCause::Expired, true, true);
+            debug_assert!(timer.is_none());
+        }
+        let n = expired.len();
+        notify_each(self.listener.as_ref(), expired.iter().map(|r| Exit(r, RemovalCause::Expired)));
+        drop(expired);
+        drop(released); // a WhileHeld record whose last handle is gone leaves here, in its Drop
+        n
+    }
+
+    fn remove_flow(&self, key: &K) -> Option<Arc<Rec<K, V, S>>> {
+        let weak = self.map.get(key)?;
+        let Some(rec) = weak.upgrade() else {
+            self.map.remove_if_dead(key);
+            return None;
+        };
+        // `remove` takes no time: it removes the active flow even if its deadline has passed and
+        // no expiry pass has reached it yet.
+        if !rec.try_leave(RemovalCause::Removed) {
+            return None;
+        }
+        let timer = self.finish_exit(&rec, RemovalCause::Removed, true, false);
+        self.notify(&rec, RemovalCause::Removed);
+        drop(timer);
+        Some(rec)
+    }
+
+    /// Removes every flow in the map (cause `Removed`).
+    fn clear_all(&self) -> usize {
+        let mut n = 0;
+        for weak in self.map.snapshot() {
+            let Some(rec) = weak.upgrade() else { continue };
+            if rec.try_leave(RemovalCause::Removed) {
+                let timer = self.finish_exit(&rec, RemovalCause::Removed, true, false);
+                self.notify(&rec, RemovalCause::Removed);
+                drop(timer);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Dropping the table: every flow leaves (cause `Removed`), every timer is released.
+    fn drop_table_impl(&self) {
+        self.clear_all();
+        drop(self.timers.drain_all());
+    }
+}
+
+impl<K, V, S> DashFlowTable<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    /// Timer entries filed over all queues (stale ones included), for tests and diagnostics.
+    pub fn timer_entries(&self) -> usize {
+        self.shared.timers.total()
+    }
+
+    /// Map entries, dead weak references included, for tests and diagnostics.
+    pub fn map_entries(&self) -> usize {
+        self.shared.map.entries()
+    }
+
+    /// Publishes `rec` under `key` unless a visible flow is there. Returns the flow that is there
+    /// after the call and the flow it displaced (an invisible or dead one), if any.
+    fn publish_new(&self, rec: Arc<Rec<K, V, S>>, now: Timestamp, replace: bool) -> Published<K, V, S> {
+        let sh = &self.shared;
+        let weak = Arc::downgrade(&rec);
+        let outcome = sh.map.compute(rec.key.clone(), |slot| {
+            let old = slot.as_ref().and_then(Weak::upgrade);
+            match old {
+                Some(o) if !replace && o.is_visible(now) => Published::Existing(o),
+                other => {
+                    *slot = Some(weak);
+                    Published::Placed(other)
+                }
+            }
+        });
+        match outcome {
+            Published::Existing(o) => Published::Existing(o),
+            Published::Placed(displaced) => {
+                sh.publish(&rec);
+                Published::Placed(displaced)
+            }
+        }
+    }
+
+    /// The exit of a flow displaced from the map by a new one (the map entry is already gone).
+    fn displace(&self, old: &Arc<Rec<K, V, S>>, now: Timestamp, cause: RemovalCause) -> bool {
+        let sh = &self.shared;
+        // A displaced flow that was past its deadline leaves as expired, whatever displaced it.
+        let cause = if old.is_visible(now) || old.status() != crate::FlowStatus::Active { cause } else { RemovalCause::Expired };
+        if !old.try_leave(cause) {
+            return false;
+        }
+        let timer = sh.finish_exit(old, cause, false, false);
+        sh.notify(old, cause);
+        drop(timer);
+        cause == RemovalCause::Replaced
+    }
+}
+
+enum Published<K, V, S> {
+    Existing(Arc<Rec<K, V, S>>),
+    Placed(Option<Arc<Rec<K, V, S>>>),
+}
+
+/// Releases a creation claim when dropped, so that an `init` panic leaves no registration, no
+/// reserved count and no waiter blocked.
+struct ClaimGuard<'a, K: Eq, V, S> {
+    shared: &'a Shared<K, V, S>,
+    hash: u64,
+    waiter: Arc<pending::Waiter>,
+    reserved: bool,
+}
+
+impl<K: Eq, V, S> Drop for ClaimGuard<'_, K, V, S> {
+    fn drop(&mut self) {
+        if self.reserved {
+            self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.shared.pending.release(self.hash, &self.waiter);
+    }
+}
+
+impl<K, V, S> FlowTable<K, V> for DashFlowTable<K, V, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    type Handle = DashFlow<K, V, S>;
+    type Hasher = S;
+    const NAME: &'static str = "dashmap";
+    const TICK: Duration = Duration::from_micros(1);
+
+    fn with_config(config: Config<K, V, S>) -> Result<Self, ConfigError> {
+        let shards = config.shards;
+        let queues = std::thread::available_parallelism().map_or(4, |n| n.get()) * 2;
+        let shared = Shared {
+            map: WeakMap::new(config.capacity, shards, config.hasher.clone()),
+            timers: Timers::new(queues),
+            pending: Pending::new(shards),
+            counters: Counters::new(shards),
+            live: AtomicUsize::new(0),
+            max_flows: config.max_flows,
+            timeout: config.idle_timeout,
+            mode: config.expiry_mode,
+            hasher: config.hasher,
+            listener: config.listener,
+            drop_exit: Shared::drop_exit_impl,
+            drop_table: Shared::drop_table_impl,
+        };
+        Ok(DashFlowTable { shared: Arc::new(shared) })
+    }
+
+    fn hash_key(&self, key: &K) -> u64 {
+        self.shared.hasher.hash_one(key)
+    }
+
+    fn get_hashed(&self, key: &K, hash: u64, now: Timestamp) -> Option<Self::Handle> {
+        debug_assert_eq!(hash, self.hash_key(key), "get_hashed: hash is not the table's hash of the key");
+        self.shared.lookup(key, now).map(DashFlow)
+    }
+
+    fn get_or_insert_with_hashed<F: FnOnce() -> V>(
+        &self,
+        key: K,
+        hash: u64,
+        now: Timestamp,
+        init: F,
+    ) -> Result<GetOrInsert<Self::Handle>, TableFull> {
+        debug_assert_eq!(hash, self.hash_key(&key), "get_or_insert_with_hashed: hash is not the table's hash of the key");
+        let sh = &self.shared;
+        let waiter = loop {
+            if let Some(rec) = sh.lookup(&key, now) {
+                return Ok(GetOrInsert { flow: DashFlow(rec), created: false });
+            }
+            let claim = {
+                let mut stripe = sh.pending.lock(hash);
+                // Re-check under the stripe lock: a creator may have published meanwhile. A found
+                // flow's strong reference leaves this block, so it is dropped after the lock (R5).
+                match sh.lookup(&key, now) {
+                    Some(rec) => Err(rec),
+                    None => Ok(Pending::claim(&mut stripe, &key, || key.clone())),
+                }
+            };
+            match claim {
+                Err(rec) => return Ok(GetOrInsert { flow: DashFlow(rec), created: false }),
+                Ok(Claim::Wait(w)) => w.wait(),
+                Ok(Claim::Create(w)) => break w,
+            }
+        };
+        let mut guard = ClaimGuard { shared: sh, hash, waiter, reserved: false };
+        if !sh.reserve() {
+            sh.counters.add(hash as usize, Event::RejectedFull);
+            return Err(TableFull { max_flows: sh.max_flows });
+        }
+        guard.reserved = true;
+        let value = init(); // no lock held; a panic here runs the guard
+        let rec = sh.new_record(key, value, hash, now);
+        match self.publish_new(Arc::clone(&rec), now, false) {
+            Published::Existing(other) => {
+                // `insert` put a flow here while `init` ran: that flow stands, ours is discarded
+                // (it never entered the table, so it must not leave it in its `Drop`).
+                drop(guard);
+                rec.try_leave(RemovalCause::Removed);
+                drop(rec);
+                Ok(GetOrInsert { flow: DashFlow(other), created: false })
+            }
+            Published::Placed(displaced) => {
+                guard.reserved = false; // the count now belongs to the published flow
+                drop(guard);
+                if let Some(old) = displaced {
+                    self.displace(&old, now, RemovalCause::Expired);
+                }
+                Ok(GetOrInsert { flow: DashFlow(rec), created: true })
+            }
+        }
+    }
+
+    fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
+        let sh = &self.shared;
+        let hash = self.hash_key(&key);
+        if !sh.reserve() {
+            // Full, unless this replaces a live flow (which does not grow the table).
+            if sh.lookup(&key, now).is_none() {
+                sh.counters.add(hash as usize, Event::RejectedFull);
+                return Err(TableFull { max_flows: sh.max_flows });
+            }
+            sh.live.fetch_add(1, Ordering::Relaxed);
+        }
+        let rec = sh.new_record(key, value, hash, now);
+        let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
+            unreachable!("insert always places its flow")
+        };
+        let replaced = displaced.filter(|old| self.displace(old, now, RemovalCause::Replaced)).map(DashFlow);
+        Ok((DashFlow(rec), replaced))
+    }
+
+    fn remove(&self, key: &K) -> Option<Self::Handle> {
+        self.shared.remove_flow(key).map(DashFlow)
+    }
+
+    fn expire(&self, now: Timestamp, budget: usize) -> usize {
+        let t = &self.shared.timers;
+        let (n, home) = (t.len(), t.home());
+        self.shared.expire_queues((0..n).map(|i| ((home + i) & (n - 1), i == 0)), now, budget)
+    }
+
+    fn clear(&self) -> usize {
+        self.shared.clear_all()
+    }
+
+    fn len(&self) -> usize {
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> Stats {
+        self.shared.counters.snapshot(self.len())
+    }
+
+    fn for_each<F: FnMut(&Self::Handle)>(&self, now: Timestamp, mut f: F) {
+        for weak in self.shared.map.snapshot() {
+            if let Some(rec) = weak.upgrade().filter(|r| r.is_visible(now)) {
+                f(&DashFlow(rec));
+            }
+        }
+    }
+
+    #[cfg(feature = "rayon")]
+    fn par_expire(&self, now: Timestamp, budget: usize) -> usize {
+        use rayon::prelude::*;
+        let n = self.shared.timers.len();
+        (0..n)
+            .into_par_iter()
+            .map(|q| {
+                let share = budget / n + usize::from(q < budget % n);
+                self.shared.expire_queues(std::iter::once((q, true)), now, share)
+            })
+            .sum()
+    }
+
+    #[cfg(feature = "rayon")]
+    fn par_for_each<F: Fn(&Self::Handle) + Send + Sync>(&self, now: Timestamp, f: F) {
+        use rayon::prelude::*;
+        self.shared.map.snapshot().into_par_iter().for_each(|weak| {
+            if let Some(rec) = weak.upgrade().filter(|r| r.is_visible(now)) {
+                f(&DashFlow(rec));
+            }
+        });
+    }
+}
+
+impl<K, V, S> Drop for DashFlowTable<K, V, S> {
+    fn drop(&mut self) {
+        (self.shared.drop_table)(&self.shared);
+    }
+}

@@ -1,0 +1,94 @@
+//! Counters, kept striped so that threads working on different shards do not share a cache line.
+#![forbid(unsafe_code)]
+
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::CachePadded;
+use crate::RemovalCause;
+
+/// A snapshot of a table's counters. Counters are monotonic except `live`.
+///
+/// The snapshot is not atomic across counters: each is read once, while other threads may be
+/// working.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Flows in the table now (as [`FlowTable::len`](crate::FlowTable::len)).
+    pub live: usize,
+    /// Flows created by `get_or_insert_with` or `insert`.
+    pub created: u64,
+    /// Flows that left because their idle timeout passed.
+    pub expired: u64,
+    /// Flows that left through `remove`, `clear` or the table being dropped.
+    pub removed: u64,
+    /// Flows that left because `insert` replaced them.
+    pub replaced: u64,
+    /// Flows evicted by the capacity policy.
+    pub evicted: u64,
+    /// New flows refused because the table was full.
+    pub rejected_full: u64,
+    /// Mean probe length of lookups so far (slots visited per lookup); 0 where the backend has no probes.
+    pub probe_mean: f64,
+    /// Longest probe seen so far; 0 where the backend has no probes.
+    pub probe_max: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stripe {
+    created: AtomicU64,
+    expired: AtomicU64,
+    removed: AtomicU64,
+    replaced: AtomicU64,
+    evicted: AtomicU64,
+    rejected_full: AtomicU64,
+}
+
+/// Event counters striped by shard. `live` is not kept here: each backend keeps it where its
+/// capacity check needs it.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    stripes: Box<[CachePadded<Stripe>]>,
+}
+
+/// What a counter counts.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Event {
+    Created,
+    Left(RemovalCause),
+    RejectedFull,
+}
+
+impl Counters {
+    pub(crate) fn new(stripes: usize) -> Self {
+        Counters { stripes: (0..stripes.max(1)).map(|_| CachePadded::default()).collect() }
+    }
+
+    /// Counts one `event` on the stripe chosen by `stripe` (any number; it is reduced).
+    #[inline]
+    pub(crate) fn add(&self, stripe: usize, event: Event) {
+        let s = &self.stripes[stripe % self.stripes.len()];
+        let c = match event {
+            Event::Created => &s.created,
+            Event::Left(RemovalCause::Expired) => &s.expired,
+            Event::Left(RemovalCause::Removed) => &s.removed,
+            Event::Left(RemovalCause::Replaced) => &s.replaced,
+            Event::Left(RemovalCause::Evicted) => &s.evicted,
+            Event::RejectedFull => &s.rejected_full,
+        };
+        // Relaxed: a statistic; nothing is ordered by it.
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sums the stripes into a snapshot (with `live` given by the caller).
+    pub(crate) fn snapshot(&self, live: usize) -> Stats {
+        let mut st = Stats { live, ..Stats::default() };
+        for s in self.stripes.iter() {
+            st.created += s.created.load(Ordering::Relaxed);
+            st.expired += s.expired.load(Ordering::Relaxed);
+            st.removed += s.removed.load(Ordering::Relaxed);
+            st.replaced += s.replaced.load(Ordering::Relaxed);
+            st.evicted += s.evicted.load(Ordering::Relaxed);
+            st.rejected_full += s.rejected_full.load(Ordering::Relaxed);
+        }
+        st
+    }
+}

@@ -1,0 +1,56 @@
+//! The model-checking primitives: loom's atomics, locks and `Arc`.
+//!
+//! Loom has no `Weak`; the backends that need weak references model them with their own counts on
+//! these atomics (see `design/concurrency.md`).
+#![forbid(unsafe_code)]
+
+pub(crate) use loom::sync::Arc;
+
+#[allow(unused_imports)]
+pub(crate) mod atomic {
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+}
+
+#[allow(unused_imports)]
+pub(crate) mod hint {
+    pub(crate) use loom::thread::yield_now as spin_loop;
+}
+
+#[allow(unused_imports)]
+pub(crate) mod thread {
+    pub(crate) use loom::thread::yield_now;
+}
+
+/// A mutex without poisoning, as on the std side.
+#[derive(Debug)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(loom::sync::Mutex::new(value))
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.0.try_lock().ok()
+    }
+}
+
+/// A condition variable paired with [`Mutex`].
+#[derive(Debug)]
+pub(crate) struct Condvar(loom::sync::Condvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(loom::sync::Condvar::new())
+    }
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}

@@ -1,0 +1,33 @@
+//! The one place that decides which synchronisation primitives the library uses.
+//!
+//! Every atomic, lock, condition variable and reference count of the crate is imported from here.
+//! Normally these are `std` atomics, `std::sync::Arc`/`Weak` and `parking_lot` locks. Built with
+//! `RUSTFLAGS="--cfg flowtable_loom"`, they are loom's, so that the loom models in `loom-tests/`
+//! explore the real code's interleavings. A crate-specific cfg is used rather than `--cfg loom` so
+//! that dependencies are not rebuilt in loom mode.
+//!
+//! The std side adopts the API the loom side can offer: `Mutex::lock` returns the guard directly
+//! (no poisoning), `try_lock` returns an `Option`, `hint::spin_loop` yields under loom.
+#![forbid(unsafe_code)]
+
+#[cfg(not(flowtable_loom))]
+mod std_impl;
+#[cfg(not(flowtable_loom))]
+pub(crate) use std_impl::*;
+
+#[cfg(flowtable_loom)]
+mod loom_impl;
+#[cfg(flowtable_loom)]
+pub(crate) use loom_impl::*;
+
+/// Pads and aligns a value to its own cache lines (two, as adjacent-line prefetch pairs them).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
