@@ -265,7 +265,14 @@ pub enum FlowKey {
 
 impl FlowKey {
     /// The canonical key of a packet, and its direction; an error if the families differ.
-    pub fn new(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, zone: Zone) -> Result<(FlowKey, Direction), KeyError> {
+    pub fn new(
+        proto: u8,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        zone: Zone,
+    ) -> Result<(FlowKey, Direction), KeyError> {
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let (k, dir) = FlowKeyV4::new(proto, s, sport, d, dport, zone);

@@ -150,10 +150,7 @@ mod tests {
     fn arithmetic_saturates() {
         assert_eq!(Timestamp::MAX + Duration::from_secs(1), Timestamp::MAX);
         assert_eq!(Timestamp::ZERO - Duration::from_secs(1), Timestamp::ZERO);
-        assert_eq!(
-            Timestamp::from_secs(1).saturating_duration_since(Timestamp::from_secs(3)),
-            Duration::ZERO
-        );
+        assert_eq!(Timestamp::from_secs(1).saturating_duration_since(Timestamp::from_secs(3)), Duration::ZERO);
         assert_eq!(Timestamp::from_secs(u64::MAX), Timestamp::MAX);
     }
 

@@ -53,7 +53,7 @@ pub(crate) struct Shared<K, V, S> {
     listener: Option<Listener<K, V>>,
     /// How a record that leaves in its `Drop` finishes its exit (a function pointer, because `Drop`
     /// cannot carry the `Hash + Eq` bounds the map needs).
-    pub(super) drop_exit: fn(&Shared<K, V, S>, &Record<K, V, S>),
+    pub(super) drop_exit: DropExit<K, V, S>,
     /// What dropping the table does (for the same reason).
     drop_table: fn(&Shared<K, V, S>),
 }
@@ -68,6 +68,7 @@ pub struct DashFlowTable<K, V, S = DefaultHashBuilder> {
 }
 
 type Rec<K, V, S> = Record<K, V, S>;
+type DropExit<K, V, S> = fn(&Shared<K, V, S>, &Record<K, V, S>);
 
 impl<K, V, S> Shared<K, V, S>
 where
@@ -91,9 +92,7 @@ where
 
     fn reserve(&self) -> bool {
         // Relaxed is enough: the count only bounds memory; it orders nothing else.
-        self.live
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_flows).then_some(n + 1))
-            .is_ok()
+        self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_flows).then_some(n + 1)).is_ok()
     }
 
     fn unreserve(&self) {
@@ -273,7 +272,11 @@ where
     fn displace(&self, old: &Arc<Rec<K, V, S>>, now: Timestamp, cause: RemovalCause) -> bool {
         let sh = &self.shared;
         // A displaced flow that was past its deadline leaves as expired, whatever displaced it.
-        let cause = if old.is_visible(now) || old.status() != crate::FlowStatus::Active { cause } else { RemovalCause::Expired };
+        let cause = if old.is_visible(now) || old.status() != crate::FlowStatus::Active {
+            cause
+        } else {
+            RemovalCause::Expired
+        };
         if !old.try_leave(cause) {
             return false;
         }
@@ -354,7 +357,11 @@ where
         now: Timestamp,
         init: F,
     ) -> Result<GetOrInsert<Self::Handle>, TableFull> {
-        debug_assert_eq!(hash, self.hash_key(&key), "get_or_insert_with_hashed: hash is not the table's hash of the key");
+        debug_assert_eq!(
+            hash,
+            self.hash_key(&key),
+            "get_or_insert_with_hashed: hash is not the table's hash of the key"
+        );
         let sh = &self.shared;
         let waiter = loop {
             if let Some(rec) = sh.lookup(&key, now) {

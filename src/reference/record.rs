@@ -134,9 +134,9 @@ impl<K, V, S> Record<K, V, S> {
     }
 
     pub(crate) fn set_class(&self, class: FlowClass) {
-        let _ = self.flags.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
-            Some((f & MODE_WHILE_HELD) | ((class as u8) << 1))
-        });
+        let _ = self
+            .flags
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some((f & MODE_WHILE_HELD) | ((class as u8) << 1)));
     }
 
     pub(crate) fn set_timeout(&self, timeout: Duration) {
@@ -164,7 +164,8 @@ impl<K, V, S> Record<K, V, S> {
                 return true; // never move the deadline backwards (clock going back)
             }
             // AcqRel: the touch and the expiry pass's CAS are totally ordered on this word (R2).
-            match self.state.compare_exchange_weak(w, pack(t, FlowStatus::Active), Ordering::AcqRel, Ordering::Acquire) {
+            match self.state.compare_exchange_weak(w, pack(t, FlowStatus::Active), Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(cur) => w = cur,
             }
@@ -185,7 +186,12 @@ impl<K, V, S> Record<K, V, S> {
             if w & STATUS_MASK != FlowStatus::Active as u64 {
                 return false;
             }
-            match self.state.compare_exchange_weak(w, (w & !STATUS_MASK) | to as u64, Ordering::AcqRel, Ordering::Acquire) {
+            match self.state.compare_exchange_weak(
+                w,
+                (w & !STATUS_MASK) | to as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return true,
                 Err(cur) => w = cur,
             }

@@ -8,7 +8,9 @@ pub(crate) use loom::sync::Arc;
 
 #[allow(unused_imports)]
 pub(crate) mod atomic {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    };
 }
 
 #[allow(unused_imports)]

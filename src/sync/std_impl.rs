@@ -5,7 +5,9 @@ pub(crate) use std::sync::{Arc, Weak};
 
 #[allow(unused_imports)]
 pub(crate) mod atomic {
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{
+        fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    };
 }
 
 #[allow(unused_imports)]
