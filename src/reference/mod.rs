@@ -182,10 +182,16 @@ where
             let timer = self.finish_exit(rec, RemovalCause::Expired, true, true);
             debug_assert!(timer.is_none());
         }
-        let n = expired.len();
+        let mut n = expired.len();
         notify_each(self.listener.as_ref(), expired.iter().map(|r| Exit(r, RemovalCause::Expired)));
         drop(expired);
-        drop(released); // a WhileHeld record whose last handle is gone leaves here, in its Drop
+        for rec in released {
+            // A WhileHeld record whose last handle is gone leaves here, in its `Drop`; `try_unwrap`
+            // succeeds exactly when this was the last strong reference, so the count is exact.
+            if let Ok(rec) = Arc::try_unwrap(rec) {
+                n += usize::from(rec.status() == crate::FlowStatus::Active);
+            }
+        }
         n
     }
 
@@ -320,6 +326,7 @@ where
     type Hasher = S;
     const NAME: &'static str = "dashmap";
     const TICK: Duration = Duration::from_micros(1);
+    const MAX_TIMEOUT: Duration = Duration::from_nanos(u64::MAX);
 
     fn with_config(config: Config<K, V, S>) -> Result<Self, ConfigError> {
         let shards = config.shards;

@@ -140,12 +140,16 @@ impl<K, V, S> Record<K, V, S> {
     }
 
     pub(crate) fn set_timeout(&self, timeout: Duration) {
+        // `duration_nanos` saturates: `Duration::MAX` (never) becomes a deadline of u64::MAX.
         self.timeout_ns.store(duration_nanos(timeout), Ordering::Relaxed);
     }
 
     /// Whether `get` may hand this flow out at `now` (invariant R1).
     pub(super) fn is_visible(&self, now: Timestamp) -> bool {
-        let w = self.state.load(Ordering::Acquire);
+        self.visible_in(self.state.load(Ordering::Acquire), now)
+    }
+
+    fn visible_in(&self, w: u64, now: Timestamp) -> bool {
         if w & STATUS_MASK != FlowStatus::Active as u64 {
             return false;
         }
@@ -157,7 +161,7 @@ impl<K, V, S> Record<K, V, S> {
         let t = ceil_us(now);
         let mut w = self.state.load(Ordering::Acquire);
         loop {
-            if w & STATUS_MASK != FlowStatus::Active as u64 {
+            if !self.visible_in(w, now) {
                 return false;
             }
             if last_seen_us(w) >= t {
