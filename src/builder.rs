@@ -113,7 +113,7 @@ pub fn default_shards() -> usize {
 /// # Examples
 ///
 /// ```
-/// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTableBuilder, ConfigError};
+/// use flowtable::{ConfigError, DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder};
 /// use std::time::Duration;
 ///
 /// let table: DefaultFlowTable<FlowKeyV4, u64> = FlowTableBuilder::new()
@@ -123,8 +123,8 @@ pub fn default_shards() -> usize {
 ///     .build()?;
 /// assert!(table.is_empty());
 ///
-/// let err = FlowTableBuilder::<FlowKeyV4, u64>::new().shards(12).build_default().unwrap_err();
-/// assert_eq!(err, ConfigError::ShardsNotPowerOfTwo(12));
+/// let err = FlowTableBuilder::<FlowKeyV4, u64>::new().shards(12).build_default().err();
+/// assert_eq!(err, Some(ConfigError::ShardsNotPowerOfTwo(12)));
 /// # Ok::<(), ConfigError>(())
 /// ```
 #[must_use]

@@ -14,7 +14,7 @@
 //!
 //! let exported = Arc::new(Mutex::new(Vec::new()));
 //! let sink = Arc::clone(&exported);
-//! let table: DefaultFlowTable<FlowKeyV4, AtomicU64> = FlowTableBuilder::new()
+//! let table: DefaultFlowTable<FlowKeyV4, AtomicU64> = FlowTableBuilder::<FlowKeyV4, AtomicU64>::new()
 //!     .idle_timeout(Duration::from_secs(30))
 //!     .max_flows(1_000_000)
 //!     .listener(move |ev| sink.lock().unwrap().push((*ev.key, ev.value.load(Ordering::Relaxed), ev.cause)))
@@ -79,6 +79,11 @@ pub use reference::{DashFlow, DashFlowTable};
 pub use stats::Stats;
 pub use table::{FlowHandle, FlowTable, GetOrInsert, TableFull};
 pub use time::{MonotonicClock, Timestamp};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The table of the backend the enabled features pick.
 #[cfg(feature = "dashmap")]

@@ -490,6 +490,17 @@ where
     }
 }
 
+impl<K, V, S> std::fmt::Debug for DashFlowTable<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashFlowTable")
+            .field("live", &self.shared.live.load(Ordering::Relaxed))
+            .field("max_flows", &self.shared.max_flows)
+            .field("timeout", &self.shared.timeout)
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K, V, S> Drop for DashFlowTable<K, V, S> {
     fn drop(&mut self) {
         (self.shared.drop_table)(&self.shared);
