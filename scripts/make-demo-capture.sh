@@ -52,7 +52,7 @@
 #   sudo scripts/make-demo-capture.sh [OUTDIR]          # OUTDIR defaults to data/ under the repo root
 #   The path of flows-from-tshark comes from the environment variable FLOWS_FROM_TSHARK; its default
 #   is ../shared/traces/flows-from-tshark relative to the repository root.
-#   Takes about 20 s. Rerunning overwrites the two files; a new run differs in timestamps, MAC
+#   Takes about 15 s. Rerunning overwrites the two files; a new run differs in timestamps, MAC
 #   addresses, ephemeral ports, ICMP identifiers and the kernel's own ND/MLD packets, not in the kinds
 #   of traffic. At the end the script checks with tshark that every kind is present.
 set -euo pipefail
