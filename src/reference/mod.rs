@@ -15,6 +15,10 @@
 #![forbid(unsafe_code)]
 
 mod handle;
+#[cfg(not(flowtable_loom))]
+mod map;
+#[cfg(flowtable_loom)]
+#[path = "loom_map.rs"]
 mod map;
 mod pending;
 mod record;
@@ -99,9 +103,10 @@ where
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn new_record(self: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
-        let queue = self.timers.home();
-        Arc::new(Record::new(key, value, hash, now, self.timeout, self.mode, queue, Arc::downgrade(self)))
+    fn new_record(this: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
+        // (`this`, not `self: &Arc<Self>`: the loom build's `Arc` cannot be a method receiver.)
+        let queue = this.timers.home();
+        Arc::new(Record::new(key, value, hash, now, this.timeout, this.mode, queue, Arc::downgrade(this)))
     }
 
     /// Files a new record's timer and counts it.
@@ -378,7 +383,9 @@ where
                 let mut stripe = sh.pending.lock(hash);
                 // Re-check under the stripe lock: a creator may have published meanwhile. A found
                 // flow's strong reference leaves this block, so it is dropped after the lock (R5).
-                match sh.lookup(&key, now) {
+                // (Mutant `init_no_recheck` skips it.)
+                let found = if crate::sync::mutant("init_no_recheck") { None } else { sh.lookup(&key, now) };
+                match found {
                     Some(rec) => Err(rec),
                     None => Ok(Pending::claim(&mut stripe, &key, || key.clone())),
                 }
@@ -396,7 +403,7 @@ where
         }
         guard.reserved = true;
         let value = init(); // no lock held; a panic here runs the guard
-        let rec = sh.new_record(key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, hash, now);
         match self.publish_new(Arc::clone(&rec), now, false) {
             Published::Existing(other) => {
                 // `insert` put a flow here while `init` ran: that flow stands, ours is discarded
@@ -428,7 +435,7 @@ where
             }
             sh.live.fetch_add(1, Ordering::Relaxed);
         }
-        let rec = sh.new_record(key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, hash, now);
         let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
             unreachable!("insert always places its flow")
         };
