@@ -143,36 +143,37 @@ where
         self.notify(rec, RemovalCause::Expired);
     }
 
-    /// One expiry pass over the timer queues, starting at the caller's own.
-    fn expire_queues(&self, queues: impl Iterator<Item = (usize, bool)>, now: Timestamp, budget: usize) -> usize {
-        if budget == 0 {
-            return 0;
-        }
+    /// One expiry pass over the given timer queues (`(index, wait for its lock)`), drawing on a
+    /// budget that parallel passes may share.
+    fn expire_queues(&self, queues: impl Iterator<Item = (usize, bool)>, now: Timestamp, budget: &Budget) -> usize {
         let now_ns = now.as_nanos();
         let mut expired: Vec<Arc<Rec<K, V, S>>> = Vec::new();
         let mut released: Vec<Arc<Rec<K, V, S>>> = Vec::new();
         let mut popped = Popped { due: Vec::new() };
-        for (q, wait) in queues {
-            if expired.len() >= budget {
-                break;
-            }
+        'queues: for (q, wait) in queues {
             let Some(mut pq) = self.timers.lock(q, wait) else { continue };
             // Each popped timer is handled at most once per pass: a re-filed one is due later.
             loop {
-                let want = budget - expired.len();
+                let want = budget.claim(EXPIRE_BATCH);
+                if want == 0 {
+                    break 'queues;
+                }
                 popped.due.clear();
                 Timers::pop_due(&mut pq, now_ns, want, &mut popped);
-                if popped.due.is_empty() {
-                    break;
-                }
+                let mut used = 0;
+                let empty = popped.due.is_empty();
                 for rec in popped.due.drain(..) {
                     match rec.try_expire(now) {
                         Due::Moved(deadline) => Timers::refile(&mut pq, rec, deadline),
-                        Due::Expired => expired.push(rec),
+                        Due::Expired => {
+                            expired.push(rec);
+                            used += 1;
+                        }
                         Due::Stale | Due::Release => released.push(rec),
                     }
                 }
-                if expired.len() >= budget {
+                budget.give_back(want - used);
+                if empty {
                     break;
                 }
             }
@@ -290,6 +291,30 @@ where
         sh.notify(old, cause);
         drop(timer);
         cause == RemovalCause::Replaced
+    }
+}
+
+/// How many timers an expiry pass pops at a time before drawing on its budget again.
+const EXPIRE_BATCH: usize = 64;
+
+/// An expiry budget that several passes (rayon tasks) can draw on.
+struct Budget(AtomicUsize);
+
+impl Budget {
+    fn new(n: usize) -> Self {
+        Budget(AtomicUsize::new(n))
+    }
+    /// Takes up to `max` from the budget; returns what it got.
+    fn claim(&self, max: usize) -> usize {
+        // Relaxed: the budget bounds work; it publishes nothing.
+        match self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b - b.min(max))) {
+            Ok(b) | Err(b) => b.min(max),
+        }
+    }
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -443,7 +468,7 @@ where
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let t = &self.shared.timers;
         let (n, home) = (t.len(), t.home());
-        self.shared.expire_queues((0..n).map(|i| ((home + i) & (n - 1), i == 0)), now, budget)
+        self.shared.expire_queues((0..n).map(|i| ((home + i) & (n - 1), i == 0)), now, &Budget::new(budget))
     }
 
     fn clear(&self) -> usize {
@@ -469,13 +494,10 @@ where
     #[cfg(feature = "rayon")]
     fn par_expire(&self, now: Timestamp, budget: usize) -> usize {
         use rayon::prelude::*;
-        let n = self.shared.timers.len();
-        (0..n)
+        let shared_budget = Budget::new(budget);
+        (0..self.shared.timers.len())
             .into_par_iter()
-            .map(|q| {
-                let share = budget / n + usize::from(q < budget % n);
-                self.shared.expire_queues(std::iter::once((q, true)), now, share)
-            })
+            .map(|q| self.shared.expire_queues(std::iter::once((q, true)), now, &shared_budget))
             .sum()
     }
 
