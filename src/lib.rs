@@ -56,6 +56,7 @@
 compile_error!("flowtable needs a backend: enable the `dashmap` feature (the default)");
 
 mod builder;
+mod capacity;
 pub mod design;
 mod flow;
 pub mod hash;
@@ -75,6 +76,7 @@ mod time;
 pub mod reference;
 
 pub use builder::{default_shards, Config, ConfigError, FlowTableBuilder, MAX_SHARDS};
+pub use capacity::{CapacityPolicy, Emergency};
 pub use flow::{ExpiryMode, FlowClass, FlowStatus};
 pub use hash::DefaultHashBuilder;
 pub use key::{proto, Direction, FlowKey, FlowKeyV4, FlowKeyV6, KeyError, Zone};

@@ -49,7 +49,14 @@ backend_tests!(
     handles_dropped_on_other_threads,
     exited_and_idle_threads_flows_expire,
     clear_removes_everything,
+    ipv6_and_mixed_family_keys,
 );
+
+#[cfg(feature = "rayon")]
+mod par {
+    use super::*;
+    backend_tests!(par_expire_and_for_each_cover_every_shard);
+}
 
 fn builder_rejects_bad_config<B: Backend>() {
     let b = || FlowTableBuilder::<FlowKeyV4, u64>::new();
@@ -746,4 +753,58 @@ fn clear_removes_everything<B: Backend>() {
     assert_eq!(t.expire(Timestamp::MAX, usize::MAX), 0);
     assert_eq!(causes(&log), (0..100).map(|i| (i, RemovalCause::Removed)).collect::<Vec<_>>());
     assert_eq!(t.clear(), 0);
+}
+
+fn ipv6_and_mixed_family_keys<B: Backend>() {
+    use flowtable::{proto, FlowKey, Zone};
+    use std::net::IpAddr;
+    let t = FlowTableBuilder::<FlowKey, u64>::new()
+        .shards(4)
+        .idle_timeout(secs(10))
+        .build::<B::Table<FlowKey, u64>>()
+        .unwrap();
+    let a: IpAddr = "2001:db8::1".parse().unwrap();
+    let b: IpAddr = "2001:db8::2".parse().unwrap();
+    let c: IpAddr = "192.0.2.1".parse().unwrap();
+    let d: IpAddr = "192.0.2.2".parse().unwrap();
+    let (k6, _) = FlowKey::new(proto::TCP, a, 1, b, 2, Zone::DEFAULT).unwrap();
+    let (k6r, _) = FlowKey::new(proto::TCP, b, 2, a, 1, Zone::DEFAULT).unwrap();
+    let (k4, _) = FlowKey::new(proto::TCP, c, 1, d, 2, Zone::DEFAULT).unwrap();
+    let (k4z, _) = FlowKey::new(proto::TCP, c, 1, d, 2, Zone::new(7).unwrap()).unwrap();
+    assert!(t.get_or_insert_with(k6, ms(0), || 6).unwrap().created);
+    assert!(!t.get_or_insert_with(k6r, ms(0), || 0).unwrap().created, "both directions are one flow");
+    assert!(t.get_or_insert_with(k4, ms(0), || 4).unwrap().created);
+    assert!(t.get_or_insert_with(k4z, ms(0), || 5).unwrap().created, "another zone is another flow");
+    assert_eq!(t.len(), 3);
+    assert_eq!(*t.get(&k6r, ms(1)).unwrap(), 6);
+    assert_eq!(t.expire(ms(10_000), 10), 3);
+}
+
+#[cfg(feature = "rayon")]
+fn par_expire_and_for_each_cover_every_shard<B: Backend>() {
+    let (b, log) = logged::<u64>();
+    let t = build::<B, u64>(b.shards(16)).unwrap();
+    // Flows created from several threads land in several timer queues / shards.
+    thread::scope(|s| {
+        for th in 0..4u32 {
+            let t = &t;
+            s.spawn(move || {
+                for i in 0..250u32 {
+                    let id = th * 250 + i;
+                    t.get_or_insert_with(key(id), ms(u64::from(id % 2) * 5_000), || u64::from(id)).unwrap();
+                }
+            });
+        }
+    });
+    let seen = AtomicUsize::new(0);
+    t.par_for_each(ms(12_000), |h| {
+        assert!(**h % 2 == 1, "only flows active at 12 s");
+        seen.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(seen.load(Ordering::Relaxed), 500);
+    assert_eq!(t.par_expire(ms(12_000), 100), 100, "the budget bounds a parallel pass too");
+    assert_eq!(t.par_expire(ms(12_000), usize::MAX), 400);
+    assert_eq!(t.par_expire(ms(20_000), usize::MAX), 500);
+    assert!(t.is_empty());
+    assert_eq!(causes(&log).len(), 1000);
 }

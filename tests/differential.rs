@@ -4,7 +4,7 @@
 //! counters, and the listener's notifications).
 //!
 //! Times and timeouts stay on the millisecond grid, which every backend's tick divides, so the
-//! model is exact. `PROPTEST_CASES` scales the run (CI runs more cases in the fuzz step).
+//! model is exact. `FLOWTABLE_FUZZ_CASES` scales the run (`scripts/fuzz.sh` runs many more cases).
 
 mod common;
 
@@ -306,12 +306,17 @@ fn run<B: Backend>(ops: &[Op], max_flows: usize, while_held: bool) {
     );
 }
 
+/// Cases per property: 256, or `FLOWTABLE_FUZZ_CASES` (the fuzz step of `scripts/ci.sh` runs many).
+fn cases() -> u32 {
+    std::env::var("FLOWTABLE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
 macro_rules! differential {
     ($($backend:ident: $ty:ty),* $(,)?) => {$(
         mod $backend {
             use super::*;
             proptest! {
-                #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+                #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
                 #[test]
                 fn matches_model(ops in prop::collection::vec(op(), 1..120), max_flows in prop_oneof![Just(3usize), Just(1000)]) {
                     run::<$ty>(&ops, max_flows, false);

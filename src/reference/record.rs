@@ -133,10 +133,19 @@ impl<K, V, S> Record<K, V, S> {
         FlowClass::from_bits(self.flags.load(Ordering::Relaxed) >> 1)
     }
 
-    pub(crate) fn set_class(&self, class: FlowClass) {
-        let _ = self
+    /// Sets the class; returns the previous one.
+    pub(crate) fn set_class(&self, class: FlowClass) -> FlowClass {
+        let old = self
             .flags
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some((f & MODE_WHILE_HELD) | ((class as u8) << 1)));
+        match old {
+            Ok(f) | Err(f) => FlowClass::from_bits(f >> 1),
+        }
+    }
+
+    /// Last seen, in microseconds (the eviction queues' order).
+    pub(super) fn last_seen_us(&self) -> u64 {
+        last_seen_us(self.state.load(Ordering::Acquire))
     }
 
     pub(crate) fn set_timeout(&self, timeout: Duration) {
@@ -245,6 +254,18 @@ impl<K, V, S> Record<K, V, S> {
         }
         self.state.store((w & !STATUS_MASK) | FlowStatus::Expired as u64, Ordering::Relaxed);
         true
+    }
+}
+
+impl<K, V, S> super::evict::Evictable for Record<K, V, S> {
+    fn is_active(&self) -> bool {
+        self.status() == FlowStatus::Active
+    }
+    fn class_now(&self) -> FlowClass {
+        self.class()
+    }
+    fn seen(&self) -> u64 {
+        self.last_seen_us()
     }
 }
 

@@ -47,6 +47,18 @@ macro_rules! backend_tests {
     };
 }
 
+/// Like [`backend_tests!`], for the overload suite: only the backends that implement every capacity
+/// policy (`CapacityPolicy::Evict`, emergency mode) are listed here.
+#[macro_export]
+macro_rules! overload_backend_tests {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "dashmap")]
+        mod dashmap {
+            $( #[test] fn $name() { super::$name::<$crate::common::Dash>(); } )*
+        }
+    };
+}
+
 /// The table type of backend `B` for the usual test key and value.
 pub type T<B, V = u64> = <B as Backend>::Table<FlowKeyV4, V>;
 
