@@ -109,16 +109,20 @@ impl Ctx {
         self.log.lock().unwrap().clone()
     }
 
-    /// A small table (one shard, the models' timeout, `mode`) whose listener logs to this context.
-    pub fn table<T: Table>(&self, mode: ExpiryMode) -> T {
+    /// A builder for a small table (one shard, the models' timeout, `mode`) whose listener logs to
+    /// this context.
+    pub fn builder(&self, mode: ExpiryMode) -> FlowTableBuilder<u64, Val> {
         let log = Arc::clone(&self.log);
         FlowTableBuilder::<u64, Val>::new()
             .shards(1)
             .idle_timeout(TIMEOUT)
             .expiry_mode(mode)
             .listener(move |ev| log.lock().unwrap().push((ev.value.id, ev.cause)))
-            .build::<T>()
-            .expect("valid config")
+    }
+
+    /// The table of [`Ctx::builder`].
+    pub fn table<T: Table>(&self, mode: ExpiryMode) -> T {
+        self.builder(mode).build::<T>().expect("valid config")
     }
 
     /// Drops the table and checks the end state every model shares: every value made was dropped

@@ -1,7 +1,7 @@
 //! The models, generic over the backend. Each uses at most 3 threads (main included), one key and a
 //! handful of operations. Invariants cite `design/concurrency.md`.
 
-use flowtable::{ExpiryMode, FlowHandle, FlowStatus, RemovalCause};
+use flowtable::{CapacityPolicy, ExpiryMode, FlowHandle, FlowStatus, RemovalCause};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -9,6 +9,8 @@ use crate::{Ctx, Table, T0, T_LATE, T_MID};
 
 /// The key every model uses.
 const K: u64 = 7;
+/// A second key, for the capacity models.
+const K2: u64 = 8;
 
 fn unwrap_table<T>(table: Arc<T>) -> T {
     Arc::try_unwrap(table).unwrap_or_else(|_| panic!("table still shared after the joins"))
@@ -187,4 +189,49 @@ pub fn table_drop_with_handle<T: Table>(strict: bool) {
     }
     assert_eq!(ctx.drops(), 1, "the value is dropped exactly once");
     assert_eq!(ctx.made(), 1);
+}
+
+/// `max_flows(1)`, `Reject`: two threads create flows under two keys: exactly one gets room, the
+/// other `TableFull`; the count never exceeds the maximum (the occupancy reservation is atomic).
+pub fn capacity_bound<T: Table>() {
+    let ctx = Ctx::new();
+    let table = Arc::new(ctx.builder(ExpiryMode::Remove).max_flows(1).build::<T>().expect("valid config"));
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    let other = thread::spawn(move || t2.get_or_insert_with(K2, T0, || c2.val(2)).ok());
+    let mine = table.get_or_insert_with(K, T0, || ctx.val(1)).ok();
+    let theirs = other.join().unwrap();
+    assert_eq!(usize::from(mine.is_some()) + usize::from(theirs.is_some()), 1, "max_flows(1) admitted 0 or 2 flows");
+    assert_eq!(table.len(), 1);
+    drop((mine, theirs));
+    ctx.finish(unwrap_table(table));
+}
+
+/// `max_flows(1)`, `Evict`: a creation under a second key must evict the one flow while another thread
+/// removes that flow: it leaves exactly once (`Evicted` or `Removed`, R3), the count never exceeds
+/// the maximum. `strict` also requires the creation to succeed, since the room is freed either way
+/// (finding F2 in `design/concurrency.md` when it fails).
+pub fn evict_vs_remove<T: Table>(strict: bool) {
+    let ctx = Ctx::new();
+    let table = Arc::new(
+        ctx.builder(ExpiryMode::Remove)
+            .max_flows(1)
+            .capacity_policy(CapacityPolicy::Evict)
+            .build::<T>()
+            .expect("valid config"),
+    );
+    let h = table.get_or_insert_with(K, T0, || ctx.val(1)).expect("not full").flow;
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    let creator = thread::spawn(move || t2.get_or_insert_with(K2, T_MID, || c2.val(2)).ok());
+    let removed = table.remove(&K).is_some();
+    let created = creator.join().unwrap();
+    let cause = if removed { RemovalCause::Removed } else { RemovalCause::Evicted };
+    assert_eq!(ctx.events(), vec![(1, cause)], "the first flow leaves exactly once");
+    assert!(h.status() != FlowStatus::Active);
+    assert!(table.len() <= 1);
+    assert_eq!(table.len(), usize::from(created.is_some()));
+    if strict {
+        assert!(created.is_some(), "TableFull although the only flow left (removed {removed})");
+    }
+    drop((h, created));
+    ctx.finish(unwrap_table(table));
 }

@@ -61,3 +61,21 @@ fn table_drop_with_handle() {
 fn table_drop_with_handle_strict() {
     run_model("dashmap/table_drop_with_handle_strict", || models::table_drop_with_handle::<Dash>(true));
 }
+
+/// Mutants: reserve_check_then_add
+#[test]
+fn capacity_bound() {
+    run_model("dashmap/capacity_bound", models::capacity_bound::<Dash>);
+}
+
+/// Mutants: leave_plain_store
+#[test]
+fn evict_vs_remove() {
+    run_model("dashmap/evict_vs_remove", || models::evict_vs_remove::<Dash>(false));
+}
+
+#[test]
+#[ignore = "finding F2: open"]
+fn evict_vs_remove_strict() {
+    run_model("dashmap/evict_vs_remove_strict", || models::evict_vs_remove::<Dash>(true));
+}

@@ -22,6 +22,7 @@ pub const MUTANTS: &[(&str, &str)] = &[
     ("leave_plain_store", "try_leave checks Active, then stores the new status instead of a CAS"),
     ("expire_ignores_status", "the expiry pass expires a due record without checking it is still Active"),
     ("drop_exit_ignores_status", "a WhileHeld record's Drop runs the exit even if the flow already left"),
+    ("reserve_check_then_add", "the occupancy reservation loads the count, compares, then adds (no CAS)"),
 ];
 
 /// The selected mutant (process-wide; not a loom object, so it is the same in every execution).
