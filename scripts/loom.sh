@@ -3,7 +3,8 @@
 #
 #   scripts/loom.sh
 #
-# 1. Builds loom-tests/ with RUSTFLAGS="--cfg flowtable_loom -C debug-assertions=on" (release, in its
+# 1. Lints the loom-only code (clippy under the loom cfg; normal clippy never sees it) and builds
+#    loom-tests/ with RUSTFLAGS="--cfg flowtable_loom -C debug-assertions=on" (release, in its
 #    own target dir, target/loom, so normal builds are not invalidated).
 # 2. Runs every model (tests/loom_<backend>.rs): all must pass.
 # 3. Runs every model with each injected bug on its `/// Mutants: a, b` line (selected at run time
@@ -30,6 +31,10 @@ mkdir -p "$log_dir"
 # Mutants the library knows (flowtable::sync::loom_mutant::MUTANTS).
 known=$(sed -n '/MUTANTS: /,/^];/p' src/sync/loom_mutant.rs | sed -n 's/^ *(\{0,1\}"\([a-z_0-9]*\)",.*/\1/p' | sort -u)
 [ -n "$known" ] || { echo "loom.sh: no mutants found in src/sync/loom_mutant.rs" >&2; exit 1; }
+
+echo "=== clippy of the loom-only code (cfg flowtable_loom, -D warnings)"
+cargo clippy -q -p flowtable --lib -- -D warnings
+cargo clippy -q -p flowtable-loom-tests --all-targets -- -D warnings
 
 echo "=== build (loom cfg, release, $CARGO_TARGET_DIR)"
 build_out=$(cargo test --release -p flowtable-loom-tests --no-run 2>&1) || { echo "$build_out"; exit 1; }

@@ -15,10 +15,13 @@ use std::hash::{BuildHasher, Hash};
 
 use crate::sync::{Mutex, Weak};
 
+/// One shard: the entries of the keys that hash to it.
+type Shard<K, T, S> = Mutex<HashMap<K, Weak<T>, S>>;
+
 /// The loom build's map: `HashMap` shards behind shim (loom) mutexes, with DashMap's semantics
 /// for the methods the backend uses (a shard write lock per call; reads take the same lock).
 pub(super) struct WeakMap<K, T, S> {
-    shards: Box<[Mutex<HashMap<K, Weak<T>, S>>]>,
+    shards: Box<[Shard<K, T, S>]>,
     hasher: S,
 }
 
@@ -32,7 +35,7 @@ impl<K: Hash + Eq + Clone, T, S: BuildHasher + Clone> WeakMap<K, T, S> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Weak<T>, S>> {
+    fn shard(&self, key: &K) -> &Shard<K, T, S> {
         &self.shards[(self.hasher.hash_one(key) as usize) & (self.shards.len() - 1)]
     }
 
