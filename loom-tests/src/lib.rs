@@ -24,8 +24,7 @@ pub fn run_model<F>(name: &str, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let mutant = std::env::var("FLOWTABLE_LOOM_MUTANT").ok().filter(|m| !m.is_empty());
-    flowtable::sync::loom_mutant::set(mutant.as_deref());
+    let mutant = flowtable::sync::loom_mutant::set_from_env();
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);

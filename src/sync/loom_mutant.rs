@@ -4,7 +4,7 @@
 //! `crate::sync::mutant("name")` at the injection point, which is the constant `false` in normal
 //! builds (so the check and the buggy branch compile away) and, under `--cfg flowtable_loom`, asks
 //! this module. A model run selects at most one mutant, before `loom::model` starts, with [`set`]
-//! (the `loom-tests` helper reads `FLOWTABLE_LOOM_MUTANT`). The switch is process-wide: run one
+//! or [`set_from_env`] (which reads `FLOWTABLE_LOOM_MUTANT`). The switch is process-wide: run one
 //! mutant per process, as `scripts/loom.sh` does.
 #![forbid(unsafe_code)]
 
@@ -37,6 +37,17 @@ pub fn set(name: Option<&str>) {
         MUTANTS.iter().find(|(m, _)| *m == n).map(|(m, _)| *m).unwrap_or_else(|| panic!("unknown loom mutant {n:?}"))
     });
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = name;
+}
+
+/// Selects the mutant named by the environment variable `FLOWTABLE_LOOM_MUTANT` (none if it is unset
+/// or empty); returns it. Models call this before `loom::model`.
+///
+/// # Panics
+/// As [`set`].
+pub fn set_from_env() -> Option<&'static str> {
+    let name = std::env::var("FLOWTABLE_LOOM_MUTANT").ok().filter(|m| !m.is_empty());
+    set(name.as_deref());
+    get()
 }
 
 /// The selected mutant, if any.

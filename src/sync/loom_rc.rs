@@ -200,3 +200,87 @@ impl<T> fmt::Debug for Weak<T> {
         f.write_str("(Weak)")
     }
 }
+
+/// Models of the stand-in itself (run by `scripts/loom.sh` from the library's loom-built unit tests).
+#[cfg(all(test, flowtable_loom))]
+mod tests {
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::Arc as LoomArc;
+    use loom::thread;
+
+    use super::{Arc, Weak};
+
+    /// A value that counts its drops.
+    struct Tracked(LoomArc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        super::super::loom_mutant::set_from_env();
+        loom::model(f);
+    }
+
+    fn drops(counter: &LoomArc<AtomicUsize>) -> usize {
+        counter.load(Ordering::Acquire)
+    }
+
+    /// `upgrade` races the drop of the last strong handle: it gets the live value or nothing; the
+    /// value is dropped exactly once, when the count reaches 0, and never seen after.
+    /// Mutants: upgrade_no_cas
+    #[test]
+    fn loom_rc_upgrade_vs_last_drop() {
+        model(|| {
+            let counter = LoomArc::new(AtomicUsize::new(0));
+            let strong = Arc::new(Tracked(LoomArc::clone(&counter)));
+            let weak: Weak<Tracked> = Arc::downgrade(&strong);
+            let c2 = LoomArc::clone(&counter);
+            let upgrader = thread::spawn(move || {
+                if let Some(s) = weak.upgrade() {
+                    assert_eq!(drops(&c2), 0, "upgrade returned a dropped value");
+                    assert!(Arc::strong_count(&s) >= 1);
+                    drop(s);
+                }
+                let again = weak.upgrade();
+                let dropped = drops(&c2);
+                assert!(again.is_none() || dropped == 0, "second upgrade {:?}, drops {dropped}", again.is_some());
+            });
+            drop(strong);
+            upgrader.join().unwrap();
+            assert_eq!(drops(&counter), 1, "the value must be dropped exactly once");
+        });
+    }
+
+    /// `try_unwrap` races `upgrade` and a clone's drop: exactly one owner gets the value out or
+    /// drops it; an upgrade after the count reached 0 fails.
+    /// Mutants: upgrade_no_cas
+    #[test]
+    fn loom_rc_try_unwrap_vs_upgrade() {
+        model(|| {
+            let counter = LoomArc::new(AtomicUsize::new(0));
+            let strong = Arc::new(Tracked(LoomArc::clone(&counter)));
+            let weak = Arc::downgrade(&strong);
+            let c2 = LoomArc::clone(&counter);
+            let upgrader = thread::spawn(move || {
+                let up = weak.upgrade();
+                if up.is_some() {
+                    assert_eq!(drops(&c2), 0, "upgrade returned a dropped value");
+                }
+                drop(up);
+                assert!(Weak::ptr_eq(&weak, &weak.clone()));
+            });
+            match Arc::try_unwrap(strong) {
+                Ok(v) => {
+                    assert_eq!(drops(&counter), 0);
+                    drop(v);
+                }
+                Err(s) => drop(s),
+            }
+            upgrader.join().unwrap();
+            assert_eq!(drops(&counter), 1, "the value must be dropped exactly once");
+        });
+    }
+}
