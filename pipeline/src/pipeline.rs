@@ -1,0 +1,423 @@
+//! The pipeline: a reader (the calling thread), N workers sharing one flow table, a writer thread.
+//!
+//! ```text
+//! reader ──batches by hash(key)──▶ worker 0..N ──get_batch / get_or_insert_with──▶ table
+//!                                                  expire(now, budget) ──listener──▶ writer ──▶ CSV/JSONL
+//! ```
+//!
+//! - The reader reads records in file order, decodes them, gives each packet a sequence number,
+//!   and appends it to the batch of the worker chosen by the hash of its canonical key. The key is
+//!   the same for both directions, so a flow's packets all reach one worker, in file order: side A
+//!   (the first packet's source) and first/last timestamps are those of file order.
+//! - A worker looks a whole batch up with `get_batch`, creates misses with `get_or_insert_with`,
+//!   counts each packet under the flow's mutex (see [`crate::state`]), updates the flow's idle
+//!   timeout and class, and after the batch calls `expire(now, budget)` with the batch's latest
+//!   timestamp.
+//! - At the end of the input every remaining flow is flushed with `clear()`: the listener sees cause
+//!   `Removed` and the row says `flushed`. Each flow is exported exactly once, by the listener.
+//!
+//! Time is the packets' own. Workers expire with their own batch's time, so with several workers
+//! a flow may be expired by a worker a few batches ahead of the flow's own worker (the skew is
+//! bounded by the channel depth: the reader flushes every worker's batch each `batch × workers`
+//! packets). `--no-timeouts` makes the export independent of that and of the worker count.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowtable::{DefaultHashBuilder, FlowHandle, FlowKey, FlowTable, FlowTableBuilder, Stats};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::capture::{CaptureReader, Next, ReadError};
+use crate::cli::{Args, DEFAULT_INPUT};
+use crate::decode::{decode, Decoded};
+use crate::export::{self, ExportRecord, ExportTotals};
+use crate::state::{FlowValue, Packet, Timeouts};
+use crate::summary::Summary;
+
+/// Batches queued per worker before the reader waits.
+const QUEUE_DEPTH: usize = 4;
+/// Attempts to count a packet into a live flow before giving up (each failed attempt means the
+/// flow left the table between lookup and update, and a new one is made).
+const MAX_ATTEMPTS: usize = 8;
+
+/// Why a run could not start or finish.
+#[derive(Debug)]
+pub enum RunError {
+    /// No input was given and the bundled capture is missing.
+    MissingDefault(PathBuf),
+    /// The input could not be opened.
+    Open(PathBuf, std::io::Error),
+    /// The output could not be created.
+    Output(PathBuf, std::io::Error),
+    /// The input is not a readable capture (bad file header).
+    Capture(PathBuf, ReadError),
+    /// The table could not be built from the options.
+    Config(flowtable::ConfigError),
+    /// A worker or the writer thread panicked.
+    Panicked(&'static str),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::MissingDefault(p) => write!(
+                f,
+                "no input given and the bundled capture {DEFAULT_INPUT} is missing (looked for {}); \
+                 pass a capture file: flowpipe <FILE.pcap|FILE.pcapng>",
+                p.display()
+            ),
+            RunError::Open(p, e) => write!(f, "cannot open {}: {e}", p.display()),
+            RunError::Output(p, e) => write!(f, "cannot create {}: {e}", p.display()),
+            RunError::Capture(p, e) => write!(f, "{}: {e}", p.display()),
+            RunError::Config(e) => write!(f, "bad table configuration: {e}"),
+            RunError::Panicked(who) => write!(f, "the {who} thread panicked"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// What a run produced besides the exported rows.
+#[derive(Debug)]
+pub struct Report {
+    /// Counters for the summary.
+    pub summary: Summary,
+    /// The error that ended the read early (truncated or corrupt file); every flow seen before it
+    /// was still exported.
+    pub read_error: Option<ReadError>,
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The input path: the argument, or the bundled capture.
+pub fn input_path(args: &Args) -> Result<PathBuf, RunError> {
+    match &args.input {
+        Some(p) => Ok(p.clone()),
+        None => {
+            let p = workspace_root().join(DEFAULT_INPUT);
+            if p.exists() {
+                Ok(p)
+            } else {
+                Err(RunError::MissingDefault(p))
+            }
+        }
+    }
+}
+
+/// Runs the pipeline as the command line does: the output goes to `--output` or stdout.
+pub fn run_cli<T>(args: &Args) -> Result<Report, RunError>
+where
+    T: FlowTable<FlowKey, FlowValue, Hasher = DefaultHashBuilder>,
+{
+    let out: Box<dyn Write + Send> = match &args.output {
+        Some(p) => Box::new(File::create(p).map_err(|e| RunError::Output(p.clone(), e))?),
+        None => Box::new(std::io::stdout()),
+    };
+    run::<T>(args, out)
+}
+
+/// Counters the reader and the workers share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Packets that could not be counted into any flow (table full, or flows kept leaving).
+    untracked: AtomicU64,
+    /// Flows that left the table before their first packet was counted (not exported).
+    empty: Arc<AtomicU64>,
+    /// Most flows seen in the table at once.
+    peak: AtomicUsize,
+}
+
+/// Reader-side counters.
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounts {
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) ip_packets: u64,
+    pub(crate) non_ip: u64,
+    pub(crate) malformed: u64,
+    pub(crate) truncated: u64,
+}
+
+/// Runs the pipeline on `args.input`, writing the export to `out`.
+///
+/// A file that breaks part-way is not an error: the read stops there, every flow seen is exported,
+/// and the error is returned in [`Report::read_error`].
+pub fn run<T>(args: &Args, out: Box<dyn Write + Send>) -> Result<Report, RunError>
+where
+    T: FlowTable<FlowKey, FlowValue, Hasher = DefaultHashBuilder>,
+{
+    let path = input_path(args)?;
+    let file = File::open(&path).map_err(|e| RunError::Open(path.clone(), e))?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = CaptureReader::new(file).map_err(|e| RunError::Capture(path.clone(), e))?;
+    let progress = progress_bar(file_len, args.quiet);
+    let started = Instant::now();
+    let workers = args.worker_count();
+
+    if args.parse_only {
+        let mut counts = ReadCounts::default();
+        let read_error = read_loop(&mut reader, &progress, &mut counts, |_| {});
+        progress.finish_and_clear();
+        let summary = Summary::new(path, "none (parse only)", 0, &counts, started.elapsed());
+        return Ok(Report { summary, read_error });
+    }
+
+    let timeouts = args.timeouts();
+    let (export_tx, export_rx) = mpsc::channel::<ExportRecord>();
+    let format = args.format;
+    let writer = std::thread::Builder::new()
+        .name("flowpipe-writer".into())
+        .spawn(move || export::write_all(export_rx, out, format))
+        .map_err(|_| RunError::Panicked("writer"))?;
+
+    let shared = Shared::default();
+    let table = build_table::<T>(args, &timeouts, export_tx, &shared)?;
+    let mut counts = ReadCounts::default();
+    let batch = args.batch as usize;
+    let budget = args.expire_budget as usize;
+
+    let read_error = std::thread::scope(|s| {
+        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<Packet>>();
+        let mut senders: Vec<SyncSender<Vec<Packet>>> = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Packet>>(QUEUE_DEPTH);
+            senders.push(tx);
+            let (table, shared, timeouts, recycle) = (&table, &shared, &timeouts, recycle_tx.clone());
+            handles.push(s.spawn(move || worker(table, rx, recycle, timeouts, budget, shared)));
+        }
+        drop(recycle_tx);
+
+        let mut pending: Vec<Vec<Packet>> = (0..workers).map(|_| Vec::with_capacity(batch)).collect();
+        let mut since_flush = 0usize;
+        let flush_every = batch.saturating_mul(workers);
+        let send = |w: usize, pending: &mut Vec<Vec<Packet>>, recycle: &Receiver<Vec<Packet>>| {
+            let fresh = recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(batch));
+            let full = std::mem::replace(&mut pending[w], fresh);
+            // A worker only hangs up if it panicked; its panic is reported after the join.
+            let _ = senders[w].send(full);
+        };
+        let read_error = read_loop(&mut reader, &progress, &mut counts, |p: Packet| {
+            let w = pick_worker(table.hash_key(&p.key), workers);
+            pending[w].push(p);
+            if pending[w].len() >= batch {
+                send(w, &mut pending, &recycle_rx);
+            }
+            since_flush += 1;
+            if since_flush >= flush_every {
+                since_flush = 0;
+                for w in 0..workers {
+                    if !pending[w].is_empty() {
+                        send(w, &mut pending, &recycle_rx);
+                    }
+                }
+            }
+        });
+        for w in 0..workers {
+            if !pending[w].is_empty() {
+                send(w, &mut pending, &recycle_rx);
+            }
+        }
+        drop(senders);
+        let panicked = handles.into_iter().map(|h| h.join()).any(|r| r.is_err());
+        (read_error, panicked)
+    });
+    let (read_error, worker_panicked) = read_error;
+    progress.finish_and_clear();
+
+    // Every flow still in the table leaves now (cause Removed, exported as "flushed").
+    let live_at_end = table.len();
+    table.clear();
+    let stats: Stats = table.stats();
+    drop(table); // drops the listener, and with it the last export sender: the writer finishes
+    let totals: ExportTotals = writer.join().map_err(|_| RunError::Panicked("writer"))?;
+    if worker_panicked {
+        return Err(RunError::Panicked("worker"));
+    }
+    let mut summary = Summary::new(path, T::NAME, workers, &counts, started.elapsed());
+    summary.untracked = shared.untracked.load(Ordering::Relaxed);
+    summary.empty_flows = shared.empty.load(Ordering::Relaxed);
+    summary.stats = Some(stats);
+    summary.live_at_end = live_at_end;
+    summary.peak_live = shared.peak.load(Ordering::Relaxed).max(live_at_end);
+    summary.export = Some(totals);
+    Ok(Report { summary, read_error })
+}
+
+fn build_table<T>(
+    args: &Args,
+    timeouts: &Timeouts,
+    export_tx: Sender<ExportRecord>,
+    shared: &Shared,
+) -> Result<T, RunError>
+where
+    T: FlowTable<FlowKey, FlowValue, Hasher = DefaultHashBuilder>,
+{
+    let empty = Arc::clone(&shared.empty);
+    let mut builder =
+        FlowTableBuilder::<FlowKey, FlowValue>::new().idle_timeout(timeouts.generic).listener(move |ev| {
+            let mut st = ev.value.lock();
+            if st.exported {
+                return; // the table promises exactly once; this only guards the export
+            }
+            st.exported = true;
+            if !st.started {
+                empty.fetch_add(1, Ordering::Relaxed);
+                return; // made, then expired before its first packet was counted: nothing to say
+            }
+            let rec = ExportRecord::new(ev.key, &st, ev.cause);
+            drop(st);
+            // The writer only hangs up if it panicked; that is reported at the join.
+            let _ = export_tx.send(rec);
+        });
+    if let Some(m) = args.max_flows {
+        builder = builder.max_flows(m);
+    }
+    if let Some(s) = args.shards {
+        builder = builder.shards(s);
+    }
+    builder.build::<T>().map_err(RunError::Config)
+}
+
+/// Reads every record, decodes it and hands each flow packet to `emit`; returns the error that
+/// ended the read early, if any.
+fn read_loop<R: std::io::Read>(
+    reader: &mut CaptureReader<R>,
+    progress: &ProgressBar,
+    c: &mut ReadCounts,
+    mut emit: impl FnMut(Packet),
+) -> Option<ReadError> {
+    let mut seq = 0u64;
+    loop {
+        let next = match reader.next_record() {
+            Ok(n) => n,
+            Err(e) => return Some(e),
+        };
+        match next {
+            Next::Packet(rec) => {
+                c.packets += 1;
+                c.bytes += u64::from(rec.wire_len);
+                match decode(rec.link, rec.data) {
+                    Decoded::Flow(f) => {
+                        c.ip_packets += 1;
+                        c.truncated += u64::from(f.truncated);
+                        let p = Packet {
+                            seq,
+                            ts: rec.ts,
+                            wire_len: rec.wire_len,
+                            key: f.key,
+                            dir: f.dir,
+                            tcp_flags: f.tcp_flags,
+                        };
+                        emit(p);
+                    }
+                    Decoded::NotIp => c.non_ip += 1,
+                    Decoded::Malformed(_) => c.malformed += 1,
+                }
+                seq += 1;
+            }
+            Next::Skipped(_) => {
+                c.packets += 1;
+                c.malformed += 1;
+                seq += 1;
+            }
+            Next::Other => {}
+            Next::End => return None,
+        }
+        if seq % 4096 == 0 {
+            progress.set_position(reader.offset());
+        }
+    }
+}
+
+/// The worker for a key hash: multiply-shift of the hash's high half (symmetric, because the key
+/// is canonical).
+fn pick_worker(hash: u64, workers: usize) -> usize {
+    (((hash >> 32) * workers as u64) >> 32) as usize
+}
+
+fn worker<T>(
+    table: &T,
+    rx: Receiver<Vec<Packet>>,
+    recycle: Sender<Vec<Packet>>,
+    timeouts: &Timeouts,
+    budget: usize,
+    shared: &Shared,
+) where
+    T: FlowTable<FlowKey, FlowValue>,
+{
+    let mut keys: Vec<FlowKey> = Vec::new();
+    let mut hits: Vec<Option<T::Handle>> = Vec::new();
+    for mut batch in rx {
+        let Some(first) = batch.first() else { continue };
+        let (mut lo, mut hi) = (first.ts, first.ts);
+        keys.clear();
+        for p in &batch {
+            keys.push(p.key);
+            lo = lo.min(p.ts);
+            hi = hi.max(p.ts);
+        }
+        // Look up with the batch's earliest time, so no flow live for one of its packets is missed.
+        table.get_batch(&keys, lo, &mut hits);
+        for (p, hit) in batch.iter().zip(hits.drain(..)) {
+            count_packet(table, p, hit, timeouts, shared);
+        }
+        shared.peak.fetch_max(table.len(), Ordering::Relaxed);
+        table.expire(hi, budget);
+        batch.clear();
+        let _ = recycle.send(batch); // the reader may be gone already: then the batch is dropped
+    }
+}
+
+/// Counts one packet into its flow, creating the flow if needed.
+fn count_packet<T>(table: &T, p: &Packet, mut hit: Option<T::Handle>, timeouts: &Timeouts, shared: &Shared)
+where
+    T: FlowTable<FlowKey, FlowValue>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let flow = match hit.take() {
+            Some(h) => h,
+            None => match table.get_or_insert_with(p.key, p.ts, FlowValue::new) {
+                Ok(r) => r.flow,
+                Err(_full) => break,
+            },
+        };
+        let change = {
+            let mut st = flow.lock();
+            // Under the flow's lock: the listener cannot export it between the check and the count.
+            if st.exported || !flow.touch(p.ts) {
+                continue; // it left the table: count into a new flow
+            }
+            st.record(p, timeouts)
+        };
+        if flow.timeout() != change.timeout {
+            flow.set_timeout(change.timeout);
+        }
+        if flow.class() != change.class {
+            flow.set_class(change.class);
+        }
+        return;
+    }
+    shared.untracked.fetch_add(1, Ordering::Relaxed);
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
