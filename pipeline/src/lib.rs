@@ -29,7 +29,7 @@ pub mod state;
 pub mod summary;
 
 pub use cli::Args;
-pub use pipeline::{run, run_cli, Report, RunError};
+pub use pipeline::{run, run_cli, run_to_memory, Report, RunError};
 pub use state::FlowValue;
 
 /// The table backend the enabled features pick.

@@ -125,6 +125,31 @@ where
     run::<T>(args, out)
 }
 
+/// Runs the pipeline and returns the export in memory (for tests and embedding).
+pub fn run_to_memory<T>(args: &Args) -> Result<(Report, Vec<u8>), RunError>
+where
+    T: FlowTable<FlowKey, FlowValue, Hasher = DefaultHashBuilder>,
+{
+    let buf = SharedBuf::default();
+    let report = run::<T>(args, Box::new(buf.clone()))?;
+    let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((report, bytes))
+}
+
+/// A `Write` into a shared vector.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Counters the reader and the workers share.
 #[derive(Debug, Default)]
 struct Shared {
