@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use flowtable_pipeline::{run_to_memory, Args, DefaultTable, Report};
+use flowtable_pipeline::{run_to_memory, Args, DefaultTable, Report, RunError};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -33,13 +33,18 @@ pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs the pipeline on `input` with extra command-line `opts`; returns the report and the export.
-pub fn run(input: &Path, opts: &[&str]) -> (Report, String) {
+pub fn try_run(input: &Path, opts: &[&str]) -> Result<(Report, String), RunError> {
     let mut argv = vec!["flowpipe".to_owned(), "--quiet".to_owned()];
     argv.extend(opts.iter().map(|s| s.to_string()));
     argv.push(input.display().to_string());
     let args = Args::parse_from(argv);
-    let (report, bytes) = run_to_memory::<DefaultTable>(&args).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
-    (report, String::from_utf8(bytes).expect("the export is UTF-8"))
+    let (report, bytes) = run_to_memory::<DefaultTable>(&args)?;
+    Ok((report, String::from_utf8(bytes).expect("the export is UTF-8")))
+}
+
+/// [`try_run`], panicking on an error.
+pub fn run(input: &Path, opts: &[&str]) -> (Report, String) {
+    try_run(input, opts).unwrap_or_else(|e| panic!("{}: {e}", input.display()))
 }
 
 /// The data rows of a CSV export cut to the reference's 11 columns, sorted as strings.
