@@ -14,10 +14,11 @@
 //! etherparse parses the link layer (Ethernet II, 802.1Q, QinQ), the IPv4 header with its options
 //! and the fixed IPv6 header. What etherparse rejects but tshark still dissects is handled here:
 //! a first fragment's L4 header (etherparse stops at fragmented payloads), a cut L4 header (ports
-//! need only their first 4 bytes), an IPv4 header whose options were cut by the snap length, and
-//! Wireshark's IPv6 protocol rule.
+//! need only its first 4 bytes, an echo identifier bytes 4..6), Wireshark's IPv6 protocol rule and
+//! its reading of a zero IPv6 payload length. Every such rule was checked against tshark on the
+//! synthetic captures in `tests/data/` (made by `tests/data/make-edge-cases.py`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::{EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6HeaderSlice, SingleVlanHeaderSlice};
 use flowtable::{proto, Direction, FlowKey, Zone};
@@ -209,38 +210,18 @@ fn decode_ip_by_version(packet: &[u8]) -> Decoded {
 }
 
 fn decode_ipv4(packet: &[u8]) -> Decoded {
-    let (src, dst, protocol, frag_offset, l4, mut truncated) = match Ipv4HeaderSlice::from_slice(packet) {
-        Ok(h) => {
-            let hlen = h.slice().len();
-            let total = usize::from(h.total_len());
-            if total != 0 && total < hlen {
-                // Wireshark: "Bogus IP length", no addresses (a zero length is TSO: use the frame).
-                return Decoded::Malformed("IPv4 total length below header length");
-            }
-            let end = if total == 0 { packet.len() } else { total.min(packet.len()) };
-            (
-                h.source_addr(),
-                h.destination_addr(),
-                h.protocol().0,
-                h.fragments_offset().value(),
-                &packet[hlen..end],
-                false,
-            )
-        }
-        Err(_) => {
-            // Wireshark still reads the addresses and protocol when only the options were cut.
-            let Some(h) = packet.get(..20) else { return Decoded::Malformed("truncated IPv4 header") };
-            let hlen = usize::from(h[0] & 0x0F) * 4;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if h[0] >> 4 != 4 || hlen < 20 || (total != 0 && total < hlen) {
-                return Decoded::Malformed("bad IPv4 header");
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x1FFF;
-            (src, dst, h[9], frag, &[][..], true)
-        }
-    };
+    // A header cut anywhere, options included, gives tshark no addresses: no flow.
+    let Ok(h) = Ipv4HeaderSlice::from_slice(packet) else { return Decoded::Malformed("bad or truncated IPv4 header") };
+    let hlen = h.slice().len();
+    let total = usize::from(h.total_len());
+    if total != 0 && total < hlen {
+        // Wireshark: "Bogus IP length", no addresses (a zero length is TSO: the frame is used).
+        return Decoded::Malformed("IPv4 total length below header length");
+    }
+    let end = if total == 0 { packet.len() } else { total.min(packet.len()) };
+    let (src, dst, protocol) = (h.source_addr(), h.destination_addr(), h.protocol().0);
+    let (frag_offset, l4) = (h.fragments_offset().value(), &packet[hlen..end]);
+    let mut truncated = false;
     let (sport, dport, tcp_flags) = if frag_offset == 0 {
         let (s, d, f, cut) = l4_ports(protocol, l4);
         truncated |= cut;
@@ -255,8 +236,9 @@ fn decode_ipv6(packet: &[u8]) -> Decoded {
     let Ok(h) = Ipv6HeaderSlice::from_slice(packet) else { return Decoded::Malformed("truncated IPv6 header") };
     let rest = &packet[40..];
     let payload_len = usize::from(h.payload_length());
-    // A zero payload length is a jumbogram (or TSO): use the frame, as etherparse and Wireshark do.
-    let mut p = if payload_len == 0 { rest } else { &rest[..payload_len.min(rest.len())] };
+    // A zero payload length means an empty payload to tshark 4.0, even with a hop-by-hop jumbo
+    // payload option: the protocol is then the fixed header's Next Header, without ports.
+    let mut p = &rest[..payload_len.min(rest.len())];
     let mut protocol = h.next_header().0;
     let mut l4_present = true;
     let mut truncated = false;
@@ -338,9 +320,10 @@ fn l4_ports(protocol: u8, l4: &[u8]) -> (u16, u16, Option<u8>, bool) {
         proto::ICMP | proto::ICMPV6 => {
             let echo: &[u8] = if protocol == proto::ICMP { &[0, 8] } else { &[128, 129] };
             match l4.first() {
-                Some(t) if echo.contains(t) => match (l4.len() >= 8, be16(4)) {
-                    (true, Some(ident)) => (ident, ident, None, false),
-                    _ => (0, 0, None, true),
+                // The identifier needs bytes 4..6 only (tshark, checked on cut packets).
+                Some(t) if echo.contains(t) => match be16(4) {
+                    Some(ident) => (ident, ident, None, l4.len() < 8),
+                    None => (0, 0, None, true),
                 },
                 Some(_) => (0, 0, None, false),
                 None => (0, 0, None, true),
@@ -426,6 +409,10 @@ mod tests {
         assert!(matches!(decode(LinkType::Ethernet, &[1, 2, 3]), Decoded::Malformed(_)));
         assert!(matches!(decode(LinkType::Ethernet, &eth(0x0800, &[0x45, 0, 0])), Decoded::Malformed(_)));
         assert!(matches!(decode(LinkType::Unsupported(999), &[0; 64]), Decoded::Malformed(_)));
+        // An IPv4 header cut inside its options makes no flow (tshark shows no addresses).
+        let mut opts = ipv4(6, 0, &[0; 20]);
+        opts[0] = 0x46;
+        assert!(matches!(decode(LinkType::RawIp, &opts[..22]), Decoded::Malformed(_)));
     }
 
     #[test]

@@ -102,3 +102,20 @@ fn bundled_demo_capture() {
     check(&demo, reference.exists().then_some(reference.as_path()), &mut failures);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Synthetic edge cases (every link type, per-interface timestamp resolutions, cut headers, IPv6
+/// extension chains, tags, address forms), made by `tests/data/make-edge-cases.py`; their
+/// references were computed by `flows-from-tshark` with tshark 4.0.17, like the real captures'.
+#[test]
+fn synthetic_edge_cases_match_tshark() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let captures = captures_in(&dir);
+    assert!(captures.len() >= 2, "edge-case captures missing in {}", dir.display());
+    let mut failures = Vec::new();
+    for capture in &captures {
+        let reference = capture
+            .with_file_name(format!("{}.flows.csv", capture.file_name().and_then(|n| n.to_str()).unwrap_or_default()));
+        check(capture, Some(&reference), &mut failures);
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
