@@ -13,8 +13,10 @@
 //!   counts each packet under the flow's mutex (see [`crate::state`]), updates the flow's idle
 //!   timeout and class, and after the batch calls `expire(now, budget)` with the batch's latest
 //!   timestamp.
-//! - At the end of the input every remaining flow is flushed with `clear()`: the listener sees cause
-//!   `Removed` and the row says `flushed`. Each flow is exported exactly once, by the listener.
+//! - At the end of the input, flows whose deadline passed by the capture's latest timestamp are
+//!   expired (one unbounded `expire`), then every remaining flow is flushed with `clear()`: the
+//!   listener sees cause `Removed` and the row says `flushed`. Each flow is exported exactly once,
+//!   by the listener.
 //!
 //! Time is the packets' own. Workers expire with their own batch's time, so with several workers
 //! a flow may be expired by a worker a few batches ahead of the flow's own worker (the skew is
@@ -29,7 +31,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowtable::{DefaultHashBuilder, FlowHandle, FlowKey, FlowTable, FlowTableBuilder, Stats};
+use flowtable::{DefaultHashBuilder, FlowHandle, FlowKey, FlowTable, FlowTableBuilder, Stats, Timestamp};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{CaptureReader, Next, ReadError};
@@ -170,6 +172,8 @@ pub(crate) struct ReadCounts {
     pub(crate) non_ip: u64,
     pub(crate) malformed: u64,
     pub(crate) truncated: u64,
+    /// The latest packet timestamp seen (timestamps need not be monotonic in a file).
+    pub(crate) max_ts: Timestamp,
 }
 
 /// Runs the pipeline on `args.input`, writing the export to `out`.
@@ -258,13 +262,18 @@ where
     });
     let (read_error, worker_panicked) = read_error;
     progress.finish_and_clear();
+    let packet_phase = started.elapsed();
 
-    // Every flow still in the table leaves now (cause Removed, exported as "flushed").
+    // Flows whose deadline passed by the capture's latest time expire (expiry between batches is
+    // bounded and driven by traffic, so a sparse tail leaves some behind); every flow still in the
+    // table then leaves through `clear` (cause Removed, exported as "flushed").
+    table.expire(counts.max_ts, usize::MAX);
     let live_at_end = table.len();
     table.clear();
     let stats: Stats = table.stats();
     drop(table); // drops the listener, and with it the last export sender: the writer finishes
     let totals: ExportTotals = writer.join().map_err(|_| RunError::Panicked("writer"))?;
+    let flush_phase = started.elapsed().saturating_sub(packet_phase);
     if worker_panicked {
         return Err(RunError::Panicked("worker"));
     }
@@ -273,6 +282,7 @@ where
     summary.empty_flows = shared.empty.load(Ordering::Relaxed);
     summary.stats = Some(stats);
     summary.live_at_end = live_at_end;
+    summary.phases = Some((packet_phase, flush_phase));
     summary.peak_live = shared.peak.load(Ordering::Relaxed).max(live_at_end);
     summary.export = Some(totals);
     Ok(Report { summary, read_error })
@@ -334,6 +344,7 @@ fn read_loop<R: std::io::Read>(
                 match decode(rec.link, rec.data) {
                     Decoded::Flow(f) => {
                         c.ip_packets += 1;
+                        c.max_ts = c.max_ts.max(rec.ts);
                         c.truncated += u64::from(f.truncated);
                         let p = Packet {
                             seq,

@@ -137,7 +137,8 @@ impl FlowState {
         } else if f & FIN != 0 {
             match self.tcp {
                 FinWait | CloseWait if self.fin_by == Some(other) => LastAck,
-                LastAck | TimeWait => self.tcp,
+                // After both FINs, or after a RST, a (retransmitted) FIN changes nothing (conntrack).
+                LastAck | TimeWait | Close => self.tcp,
                 _ => {
                     self.fin_by = Some(side);
                     FinWait
@@ -342,6 +343,9 @@ mod tests {
         assert_eq!((s.tcp, c.timeout, c.class), (TcpState::TimeWait, t.tcp_time_wait, FlowClass::Closing));
         assert_eq!((s.a_dir, s.packets), (Some(R), [4, 3]));
         step(&mut s, F, RST);
+        assert_eq!(s.tcp, TcpState::Close);
+        // Origin: vlan-ipv6-smtp.pcap frame 69, a FIN after the RST, re-opened the teardown.
+        step(&mut s, F, FIN | ACK);
         assert_eq!(s.tcp, TcpState::Close);
     }
 

@@ -45,6 +45,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// What the writer exported.
     pub export: Option<ExportTotals>,
+    /// Wall time of the packet phase (read, decode, workers, expiry) and of the end (final flush
+    /// and the writer draining the export).
+    pub phases: Option<(Duration, Duration)>,
 }
 
 impl Summary {
@@ -72,6 +75,7 @@ impl Summary {
             peak_live: 0,
             elapsed,
             export: None,
+            phases: None,
         }
     }
 
@@ -107,10 +111,19 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "  time               {:.3} s   {:.0} packets/s",
+            "  time               {:.6} s   {:.0} packets/s",
             self.elapsed.as_secs_f64(),
             self.packets_per_sec()
         )?;
+        if let Some((packets, flush)) = self.phases {
+            writeln!(
+                f,
+                "  phases             packets {:.6} s ({:.0} packets/s), final flush + export {:.6} s",
+                packets.as_secs_f64(),
+                self.packets as f64 / packets.as_secs_f64().max(1e-9),
+                flush.as_secs_f64()
+            )?;
+        }
         let Some(st) = &self.stats else { return Ok(()) };
         writeln!(
             f,
