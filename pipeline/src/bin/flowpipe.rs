@@ -1,4 +1,8 @@
 //! `flowpipe`: see `flowpipe --help`.
+//!
+//! Exit status: 0 done; 1 the run could not start (missing input, not a capture, bad options for
+//! the table); 2 command-line usage error (clap); 3 the capture broke part-way (every flow seen
+//! before the damage was exported); 4 writing the output failed.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -20,9 +24,9 @@ fn main() -> ExitCode {
                         "flowpipe: {}: {e} (every flow seen before it was exported)",
                         report.summary.input.display()
                     );
-                    ExitCode::from(2)
+                    ExitCode::from(3)
                 }
-                None if write_failed => ExitCode::from(3),
+                None if write_failed => ExitCode::from(4),
                 None => ExitCode::SUCCESS,
             }
         }
