@@ -64,6 +64,12 @@ pub struct Args {
     #[arg(long)]
     pub max_flows: Option<usize>,
 
+    /// At --max-flows, evict a flow to make room for a new one instead of refusing it: a flow past
+    /// its deadline first, then the least recently seen embryonic, closing, established flow
+    /// (conntrack's early drop). Evicted flows are exported with cause `evicted`.
+    #[arg(long, requires = "max_flows")]
+    pub evict: bool,
+
     /// Shards of the flow table, a power of two (default: the library's, 4 per core).
     #[arg(long)]
     pub shards: Option<usize>,

@@ -31,14 +31,16 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowtable::{DefaultHashBuilder, FlowHandle, FlowKey, FlowTable, FlowTableBuilder, Stats, Timestamp};
+use flowtable::{
+    CapacityPolicy, DefaultHashBuilder, FlowHandle, FlowKey, FlowTable, FlowTableBuilder, Stats, Timestamp,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::capture::{CaptureReader, Next, ReadError};
 use crate::cli::{Args, DEFAULT_INPUT};
 use crate::decode::{decode, Decoded};
 use crate::export::{self, ExportRecord, ExportTotals};
-use crate::state::{FlowValue, Packet, Timeouts};
+use crate::state::{Change, FlowValue, Packet, Timeouts};
 use crate::summary::Summary;
 
 /// Batches queued per worker before the reader waits.
@@ -317,6 +319,9 @@ where
     if let Some(m) = args.max_flows {
         builder = builder.max_flows(m);
     }
+    if args.evict {
+        builder = builder.capacity_policy(CapacityPolicy::Evict);
+    }
     if let Some(s) = args.shards {
         builder = builder.shards(s);
     }
@@ -415,35 +420,55 @@ fn worker<T>(
 }
 
 /// Counts one packet into its flow, creating the flow if needed.
+///
+/// A new flow is born with its first packet already counted (in `init`), so it can never leave the
+/// table empty: under `--evict` a flow just made by a worker whose clock is behind is the least
+/// recently seen one, and may be evicted by another worker before its maker could count into it.
 fn count_packet<T>(table: &T, p: &Packet, mut hit: Option<T::Handle>, timeouts: &Timeouts, shared: &Shared)
 where
     T: FlowTable<FlowKey, FlowValue>,
 {
     for _ in 0..MAX_ATTEMPTS {
-        let flow = match hit.take() {
-            Some(h) => h,
-            None => match table.get_or_insert_with(p.key, p.ts, FlowValue::new) {
-                Ok(r) => r.flow,
-                Err(_full) => break,
-            },
+        if let Some(flow) = hit.take() {
+            let change = {
+                let mut st = flow.lock();
+                // Under the flow's lock: the listener cannot export it between the check and the count.
+                if st.exported || !flow.touch(p.ts) {
+                    continue; // it left the table: count into a new flow
+                }
+                st.record(p, timeouts)
+            };
+            apply(&flow, change);
+            return;
+        }
+        let mut born = None;
+        let init = || {
+            let value = FlowValue::new();
+            born = Some(value.lock().record(p, timeouts));
+            value
         };
-        let change = {
-            let mut st = flow.lock();
-            // Under the flow's lock: the listener cannot export it between the check and the count.
-            if st.exported || !flow.touch(p.ts) {
-                continue; // it left the table: count into a new flow
+        match table.get_or_insert_with(p.key, p.ts, init) {
+            Ok(r) if r.created => {
+                if let Some(change) = born {
+                    apply(&r.flow, change);
+                }
+                return;
             }
-            st.record(p, timeouts)
-        };
-        if flow.timeout() != change.timeout {
-            flow.set_timeout(change.timeout);
+            Ok(r) => hit = Some(r.flow), // an existing flow: count into it on the next turn
+            Err(_full) => break,
         }
-        if flow.class() != change.class {
-            flow.set_class(change.class);
-        }
-        return;
     }
     shared.untracked.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Tells the table what a packet changed (outside the flow's lock).
+fn apply<H: FlowHandle<FlowKey, FlowValue>>(flow: &H, change: Change) {
+    if flow.timeout() != change.timeout {
+        flow.set_timeout(change.timeout);
+    }
+    if flow.class() != change.class {
+        flow.set_class(change.class);
+    }
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {

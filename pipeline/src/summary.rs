@@ -130,6 +130,13 @@ impl fmt::Display for Summary {
             "  flows              created {}   expired {}   evicted {}   flushed at end {}   rejected (full) {}",
             st.created, st.expired, st.evicted, st.removed, st.rejected_full
         )?;
+        if st.evicted > 0 || st.reclaimed_expired > 0 {
+            writeln!(
+                f,
+                "  evicted by class   embryonic {}   closing {}   established {}   (expired reclaimed at capacity {})",
+                st.evicted_embryonic, st.evicted_closing, st.evicted_established, st.reclaimed_expired
+            )?;
+        }
         writeln!(f, "  untracked packets  {}   empty flows {}", self.untracked, self.empty_flows)?;
         writeln!(f, "  peak live flows    {}", self.peak_live)?;
         let per_flow = std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowValue>();

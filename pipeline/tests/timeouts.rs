@@ -86,3 +86,31 @@ fn tcp_states_are_exported() {
     // Both SMTP sessions end with a RST or a full FIN teardown.
     assert!(states.iter().all(|s| ["CLOSE", "TIME_WAIT", "LAST_ACK"].contains(s)), "{states:?}");
 }
+
+/// A table capped at 500 flows under the SYN flood: with `--evict` every packet is still counted
+/// (evicted flows are exported, the new one takes their place); without it the excess is refused.
+#[test]
+fn capacity_evict_and_reject() {
+    let capture = traces_dir().join("syn-flood-spoofed.pcap");
+    let (report, csv) = run(&capture, &["--no-timeouts", "--max-flows", "500", "--evict", "--workers", "2"]);
+    let s = &report.summary;
+    let st = s.stats.as_ref().expect("a table ran");
+    assert!(st.evicted > 30_000, "{st:?}");
+    assert_eq!(st.evicted_embryonic, st.evicted, "a one-way SYN flood is all embryonic");
+    assert_eq!((s.untracked, s.empty_flows), (0, 0));
+    assert!(s.peak_live <= 500);
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len() as u64, st.created);
+    assert!(rows.iter().filter(|r| r.contains(",evicted,")).count() as u64 == st.evicted);
+    let reference =
+        std::fs::read_to_string(capture.with_file_name("syn-flood-spoofed.pcap.flows.csv")).expect("reference");
+    let expected = per_tuple(reference.lines().skip(1).map(str::to_owned));
+    let got = per_tuple(rows.iter().map(|l| l.split(',').take(11).collect::<Vec<_>>().join(",")));
+    assert_eq!(got, expected);
+
+    let (report, csv) = run(&capture, &["--no-timeouts", "--max-flows", "500", "--workers", "2"]);
+    let st = report.summary.stats.as_ref().expect("a table ran");
+    assert_eq!((st.created, st.evicted), (500, 0));
+    assert_eq!(report.summary.untracked, st.rejected_full);
+    assert_eq!(csv.lines().count(), 501);
+}
