@@ -9,7 +9,8 @@
 //! That same lock closes the race between a packet and the flow's removal: the worker takes it,
 //! checks [`FlowState::exported`], and calls `touch` while holding it; the listener takes it to
 //! export and sets `exported`. So a packet is either counted before the export or goes to a new
-//! flow, never lost.
+//! flow, never lost. A new flow's first packet is counted in `init`, before the flow is visible,
+//! so no flow is ever exported empty.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
