@@ -237,8 +237,9 @@ where
             // A worker only hangs up if it panicked; its panic is reported after the join.
             let _ = senders[w].send(full);
         };
-        let read_error = read_loop(&mut reader, &progress, &mut counts, |p: Packet| {
-            let w = pick_worker(table.hash_key(&p.key), workers);
+        let read_error = read_loop(&mut reader, &progress, &mut counts, |mut p: Packet| {
+            p.hash = table.hash_key(&p.key);
+            let w = pick_worker(p.hash, workers);
             pending[w].push(p);
             if pending[w].len() >= batch {
                 send(w, &mut pending, &recycle_rx);
@@ -356,6 +357,7 @@ fn read_loop<R: std::io::Read>(
                             ts: rec.ts,
                             wire_len: rec.wire_len,
                             key: f.key,
+                            hash: 0,
                             dir: f.dir,
                             tcp_flags: f.tcp_flags,
                         };
@@ -447,7 +449,7 @@ where
             born = Some(value.lock().record(p, timeouts));
             value
         };
-        match table.get_or_insert_with(p.key, p.ts, init) {
+        match table.get_or_insert_with_hashed(p.key, p.hash, p.ts, init) {
             Ok(r) if r.created => {
                 if let Some(change) = born {
                     apply(&r.flow, change);

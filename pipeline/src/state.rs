@@ -45,6 +45,8 @@ pub struct Packet {
     pub wire_len: u32,
     /// The flow key.
     pub key: FlowKey,
+    /// The table's hash of `key` (`FlowTable::hash_key`), computed once by the reader for dispatch.
+    pub hash: u64,
     /// Direction relative to the key.
     pub dir: Direction,
     /// TCP flags, if a TCP header was captured.
@@ -315,7 +317,7 @@ mod tests {
         let a = std::net::IpAddr::from([10, 0, 0, 1]);
         let b = std::net::IpAddr::from([10, 0, 0, 2]);
         let (key, _) = FlowKey::new(protocol, a, 1, b, 2, flowtable::Zone::DEFAULT).expect("same family");
-        Packet { seq, ts: Timestamp::from_secs(seq), wire_len: 60, key, dir, tcp_flags }
+        Packet { seq, ts: Timestamp::from_secs(seq), wire_len: 60, key, hash: 0, dir, tcp_flags }
     }
 
     #[test]
