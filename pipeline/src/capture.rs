@@ -312,7 +312,7 @@ impl<R: Read> CaptureReader<R> {
             }
         };
         let len = if big { be32(&h[4..8]) } else { le32(&h[4..8]) } as usize;
-        if len % 4 != 0 || len < 12 || len > MAX_BLOCK {
+        if len % 4 != 0 || !(12..=MAX_BLOCK).contains(&len) {
             return Err(self.err(at, format!("corrupt block length {len}")));
         }
         self.fill(len).map_err(|e| self.err(at, format!("read error: {e}")))?;
