@@ -202,6 +202,13 @@ fn corrupt_record_length() {
         let (_, expected) = run(&scratch.write("clean.pcap", &bytes[..at]), &["--no-timeouts"]);
         assert_eq!(rows11(&csv), rows11(&expected));
     }
+    // A snaplen of 4 GiB in the file header does not make a 4 GiB record length plausible.
+    let mut huge = bytes.clone();
+    huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    huge[bounds[2] as usize + 8..bounds[2] as usize + 12].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    let (report, _) = run(&scratch.write("snaplen.pcap", &huge), &["--no-timeouts"]);
+    assert_eq!(report.read_error.as_ref().map(|e| e.offset), Some(bounds[2]));
+    assert_eq!(report.summary.packets, 2);
     // pcapng: a block length that is not a multiple of 4, and one past the end of the file.
     let (_, ng) = trace("icmpv6-echo-fragments.pcapng");
     let nb = record_boundaries(&ng);
