@@ -13,6 +13,8 @@ IPv6 extension header chains (hop-by-hop, routing, destination options, AH, frag
 fragments, IPv4-mapped IPv6 addresses, QinQ and triple tags, MPLS, PPPoE, IP-in-IP, SCTP, ICMPv6
 in IPv4 and a bogus IPv4 header length.
 edge-be-nsec.pcap: a big-endian, nanosecond-resolution pcap with a NULL link layer.
+edge-sections.pcapng: two sections, the first big-endian (raw IPv4, nanoseconds), the second
+little-endian (Ethernet, microseconds): interface 0 means a different interface in each section.
 """
 import struct
 
@@ -233,6 +235,28 @@ def main():
         p += struct.pack(">IIII", base + k, 123_456_789 + k, len(data), len(data)) + data
     with open("edge-be-nsec.pcap", "wb") as f:
         f.write(p)
+
+    # Two sections of opposite byte order; interface numbering restarts in each.
+    def blk(e, btype, body):
+        n = 12 + len(body)
+        return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+    def sec(e, link, res, packets):
+        b = blk(e, 0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+        b += blk(e, 1, struct.pack(e + "HHI", link, 0, 0) + struct.pack(e + "HH", 9, 1) + bytes([res, 0, 0, 0])
+                 + struct.pack(e + "HH", 0, 0))
+        for ticks, data in packets:
+            pad = (4 - len(data) % 4) % 4
+            b += blk(e, 6, struct.pack(e + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
+                     + data + b"\x00" * pad)
+        return b
+
+    s1 = sec(">", 101, 9, [((base + 1) * 10**9 + 1, ipv4(A4, B4, 17, udp(8000, 53))),
+                           ((base + 2) * 10**9 + 2, ipv4(B4, A4, 17, udp(53, 8000)))])
+    s2 = sec("<", 1, 6, [((base + 3) * 10**6 + 3, eth(0x0800, ipv4(A4, B4, 17, udp(8000, 53)))),
+                         ((base + 4) * 10**6 + 4, eth(0x86DD, ipv6(A6, B6, 6, tcp(8001, 443))))])
+    with open("edge-sections.pcapng", "wb") as f:
+        f.write(s1 + s2)
 
 
 if __name__ == "__main__":
