@@ -11,17 +11,18 @@
 //!   (the first packet's source) and first/last timestamps are those of file order.
 //! - A worker looks a whole batch up with `get_batch`, creates misses with `get_or_insert_with`,
 //!   counts each packet under the flow's mutex (see [`crate::state`]), updates the flow's idle
-//!   timeout and class, and after the batch calls `expire(now, budget)` with the batch's latest
-//!   timestamp.
+//!   timeout and class, and after the batch calls `expire(now, budget)`, where `now` is the expiry
+//!   watermark: the smallest reader clock among the batches all workers have finished (see
+//!   `worker`). With one worker and monotonic timestamps that is the batch's latest timestamp.
 //! - At the end of the input, flows whose deadline passed by the capture's latest timestamp are
 //!   expired (one unbounded `expire`), then every remaining flow is flushed with `clear()`: the
 //!   listener sees cause `Removed` and the row says `flushed`. Each flow is exported exactly once,
 //!   by the listener.
 //!
-//! Time is the packets' own. Workers expire with their own batch's time, so with several workers
-//! a flow may be expired by a worker a few batches ahead of the flow's own worker (the skew is
-//! bounded by the channel depth: the reader flushes every worker's batch each `batch × workers`
-//! packets). `--no-timeouts` makes the export independent of that and of the worker count.
+//! Time is the packets' own. Expiring with a worker's own batch time would let a worker whose batch
+//! reaches later timestamps expire flows whose next packets still wait in another worker's queue
+//! (it split flows in `web-ipv4-ipv6.pcap` with 3 workers); the watermark prevents that, so the
+//! export does not depend on the worker count, with timeouts on or off.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -216,47 +217,57 @@ where
     let batch = args.batch as usize;
     let budget = args.expire_budget as usize;
 
+    // Per worker: the reader clock of the last batch it finished (nanoseconds); see `worker`.
+    let finished: Vec<AtomicU64> = (0..workers).map(|_| AtomicU64::new(0)).collect();
+
     let read_error = std::thread::scope(|s| {
         let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<Packet>>();
-        let mut senders: Vec<SyncSender<Vec<Packet>>> = Vec::with_capacity(workers);
+        let mut senders: Vec<SyncSender<Batch>> = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Packet>>(QUEUE_DEPTH);
+        for me in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUE_DEPTH);
             senders.push(tx);
-            let (table, shared, timeouts, recycle) = (&table, &shared, &timeouts, recycle_tx.clone());
-            handles.push(s.spawn(move || worker(table, rx, recycle, timeouts, budget, shared)));
+            let ctx =
+                WorkerCtx { table: &table, timeouts: &timeouts, budget, shared: &shared, finished: &finished, me };
+            let recycle = recycle_tx.clone();
+            handles.push(s.spawn(move || worker(ctx, rx, recycle)));
         }
         drop(recycle_tx);
 
         let mut pending: Vec<Vec<Packet>> = (0..workers).map(|_| Vec::with_capacity(batch)).collect();
         let mut since_flush = 0usize;
         let flush_every = batch.saturating_mul(workers);
-        let send = |w: usize, pending: &mut Vec<Vec<Packet>>, recycle: &Receiver<Vec<Packet>>| {
-            let fresh = recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(batch));
-            let full = std::mem::replace(&mut pending[w], fresh);
+        // The reader's clock: the timestamp of the last packet read. Time follows the packets, also
+        // when a file steps back (ftp-bruteforce.pcap does, by 44 s): a clock that kept the maximum
+        // would make every flow after the step look 44 s old and expire it early.
+        let mut clock = Timestamp::ZERO;
+        let send = |w: usize, pending: &mut Vec<Vec<Packet>>, clock: Timestamp| {
+            let fresh = recycle_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(batch));
+            let packets = std::mem::replace(&mut pending[w], fresh);
             // A worker only hangs up if it panicked; its panic is reported after the join.
-            let _ = senders[w].send(full);
+            let _ = senders[w].send(Batch { packets, clock });
         };
         let read_error = read_loop(&mut reader, &progress, &mut counts, |mut p: Packet| {
             p.hash = table.hash_key(&p.key);
+            clock = p.ts;
             let w = pick_worker(p.hash, workers);
             pending[w].push(p);
             if pending[w].len() >= batch {
-                send(w, &mut pending, &recycle_rx);
+                send(w, &mut pending, clock);
             }
             since_flush += 1;
             if since_flush >= flush_every {
+                // Every worker gets a batch, empty or not, so every worker's clock moves on and the
+                // expiry watermark (the minimum of them) follows the reader.
                 since_flush = 0;
                 for w in 0..workers {
-                    if !pending[w].is_empty() {
-                        send(w, &mut pending, &recycle_rx);
-                    }
+                    send(w, &mut pending, clock);
                 }
             }
         });
         for w in 0..workers {
             if !pending[w].is_empty() {
-                send(w, &mut pending, &recycle_rx);
+                send(w, &mut pending, clock);
             }
         }
         drop(senders);
@@ -388,36 +399,63 @@ fn pick_worker(hash: u64, workers: usize) -> usize {
     (((hash >> 32) * workers as u64) >> 32) as usize
 }
 
-fn worker<T>(
-    table: &T,
-    rx: Receiver<Vec<Packet>>,
-    recycle: Sender<Vec<Packet>>,
-    timeouts: &Timeouts,
+/// A batch of packets for one worker, with the reader's clock when it was sent.
+struct Batch {
+    /// The packets, in file order.
+    packets: Vec<Packet>,
+    /// The timestamp of the last packet the reader had read when it sent the batch: every packet
+    /// read before that moment and routed to this worker is in this batch or an earlier one.
+    clock: Timestamp,
+}
+
+/// What a worker shares with the others.
+struct WorkerCtx<'a, T> {
+    table: &'a T,
+    timeouts: &'a Timeouts,
     budget: usize,
-    shared: &Shared,
-) where
+    shared: &'a Shared,
+    /// Per worker, the clock of the last batch it finished.
+    finished: &'a [AtomicU64],
+    me: usize,
+}
+
+/// A worker: counts its batches into the table and expires flows.
+///
+/// Expiry uses a watermark, not the worker's own batch time: `now` is the smallest clock among the
+/// last batches the workers have finished. With monotonic timestamps every packet read before the
+/// reader's clock reached `now` has then been counted by its worker, so no worker expires a flow
+/// whose next packet is still queued for another; with one worker `now` is its batch's last packet
+/// time. That keeps the export independent of the worker count (tested on every reference capture
+/// in `tests/timeouts.rs`).
+fn worker<T>(ctx: WorkerCtx<'_, T>, rx: Receiver<Batch>, recycle: Sender<Vec<Packet>>)
+where
     T: FlowTable<FlowKey, FlowValue>,
 {
+    let table = ctx.table;
     let mut keys: Vec<FlowKey> = Vec::new();
     let mut hits: Vec<Option<T::Handle>> = Vec::new();
-    for mut batch in rx {
-        let Some(first) = batch.first() else { continue };
-        let (mut lo, mut hi) = (first.ts, first.ts);
-        keys.clear();
-        for p in &batch {
-            keys.push(p.key);
-            lo = lo.min(p.ts);
-            hi = hi.max(p.ts);
+    for Batch { mut packets, clock } in rx {
+        if let Some(first) = packets.first() {
+            let mut lo = first.ts;
+            keys.clear();
+            for p in &packets {
+                keys.push(p.key);
+                lo = lo.min(p.ts);
+            }
+            // Look up with the batch's earliest time, so no flow live for one of its packets is missed.
+            table.get_batch(&keys, lo, &mut hits);
+            for (p, hit) in packets.iter().zip(hits.drain(..)) {
+                count_packet(table, p, hit, ctx.timeouts, ctx.shared);
+            }
+            ctx.shared.peak.fetch_max(table.len(), Ordering::Relaxed);
         }
-        // Look up with the batch's earliest time, so no flow live for one of its packets is missed.
-        table.get_batch(&keys, lo, &mut hits);
-        for (p, hit) in batch.iter().zip(hits.drain(..)) {
-            count_packet(table, p, hit, timeouts, shared);
-        }
-        shared.peak.fetch_max(table.len(), Ordering::Relaxed);
-        table.expire(hi, budget);
-        batch.clear();
-        let _ = recycle.send(batch); // the reader may be gone already: then the batch is dropped
+        // Release: this worker's counting happens-before any expiry at a watermark this reaches.
+        ctx.finished[ctx.me].store(clock.as_nanos(), Ordering::Release);
+        // Acquire: pairs with the other workers' Release above.
+        let watermark = ctx.finished.iter().map(|f| f.load(Ordering::Acquire)).min().unwrap_or(0);
+        table.expire(Timestamp::from_nanos(watermark), ctx.budget);
+        packets.clear();
+        let _ = recycle.send(packets); // the reader may be gone already: then the vector is dropped
     }
 }
 
