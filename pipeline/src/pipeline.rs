@@ -63,6 +63,8 @@ pub enum RunError {
     Capture(PathBuf, ReadError),
     /// The table could not be built from the options.
     Config(flowtable::ConfigError),
+    /// A thread could not be started.
+    Thread(std::io::Error),
     /// A worker or the writer thread panicked.
     Panicked(&'static str),
 }
@@ -80,6 +82,7 @@ impl std::fmt::Display for RunError {
             RunError::Output(p, e) => write!(f, "cannot create {}: {e}", p.display()),
             RunError::Capture(p, e) => write!(f, "{}: {e}", p.display()),
             RunError::Config(e) => write!(f, "bad table configuration: {e}"),
+            RunError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             RunError::Panicked(who) => write!(f, "the {who} thread panicked"),
         }
     }
@@ -205,14 +208,14 @@ where
 
     let timeouts = args.timeouts();
     let (export_tx, export_rx) = mpsc::channel::<ExportRecord>();
+    let shared = Shared::default();
+    // The table first: if the options are bad, nothing (not even the CSV header) is written.
+    let table = build_table::<T>(args, &timeouts, export_tx, &shared)?;
     let format = args.format;
     let writer = std::thread::Builder::new()
         .name("flowpipe-writer".into())
         .spawn(move || export::write_all(export_rx, out, format))
-        .map_err(|_| RunError::Panicked("writer"))?;
-
-    let shared = Shared::default();
-    let table = build_table::<T>(args, &timeouts, export_tx, &shared)?;
+        .map_err(RunError::Thread)?;
     let mut counts = ReadCounts::default();
     let batch = args.batch as usize;
     let budget = args.expire_budget as usize;
@@ -230,7 +233,18 @@ where
             let ctx =
                 WorkerCtx { table: &table, timeouts: &timeouts, budget, shared: &shared, finished: &finished, me };
             let recycle = recycle_tx.clone();
-            handles.push(s.spawn(move || worker(ctx, rx, recycle)));
+            let spawned = std::thread::Builder::new()
+                .name(format!("flowpipe-worker-{me}"))
+                .spawn_scoped(s, move || worker(ctx, rx, recycle));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Stop the workers already running (their channels close) and give up.
+                    drop(senders);
+                    let _ = handles.into_iter().map(|h| h.join()).count();
+                    return Err(RunError::Thread(e));
+                }
+            }
         }
         drop(recycle_tx);
 
@@ -272,9 +286,9 @@ where
         }
         drop(senders);
         let panicked = handles.into_iter().map(|h| h.join()).any(|r| r.is_err());
-        (read_error, panicked)
+        Ok((read_error, panicked))
     });
-    let (read_error, worker_panicked) = read_error;
+    let (read_error, worker_panicked) = read_error?;
     progress.finish_and_clear();
     let packet_phase = started.elapsed();
 

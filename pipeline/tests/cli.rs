@@ -64,5 +64,6 @@ fn exit_codes_and_offsets() {
     let shards = flowpipe(&["--shards", "3", cut.to_str().expect("UTF-8")]);
     assert_eq!(shards.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&shards.stderr).contains("not a power of two"));
+    assert!(shards.stdout.is_empty(), "no CSV header for a run that never started");
     let _ = std::fs::remove_dir_all(&dir);
 }
