@@ -241,7 +241,9 @@ where
                 Err(e) => {
                     // Stop the workers already running (their channels close) and give up.
                     drop(senders);
-                    let _ = handles.into_iter().map(|h| h.join()).count();
+                    for h in handles {
+                        let _ = h.join(); // a panic there is moot: the run already failed
+                    }
                     return Err(RunError::Thread(e));
                 }
             }
