@@ -48,6 +48,10 @@ pub struct Summary {
     /// Wall time of the packet phase (read, decode, workers, expiry) and of the end (final flush
     /// and the writer draining the export).
     pub phases: Option<(Duration, Duration)>,
+    /// Growth of the process's resident memory over the packet phase (bytes), and the live flows at
+    /// its end: an estimate of the table's memory (Linux only; it also counts batches in flight and
+    /// memory the allocator kept from flows that already left).
+    pub rss_growth: Option<(u64, usize)>,
 }
 
 impl Summary {
@@ -76,6 +80,7 @@ impl Summary {
             elapsed,
             export: None,
             phases: None,
+            rss_growth: None,
         }
     }
 
@@ -140,12 +145,20 @@ impl fmt::Display for Summary {
         writeln!(f, "  untracked packets  {}   empty flows {}", self.untracked, self.empty_flows)?;
         writeln!(f, "  peak live flows    {}", self.peak_live)?;
         let per_flow = std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowValue>();
-        writeln!(
-            f,
-            "  table memory       not reported: flowtable::Stats has no memory figure; key+value \
-             payload alone is {per_flow} B/flow, {} KiB at the peak",
-            (per_flow * self.peak_live) / 1024
-        )?;
+        match self.rss_growth {
+            Some((bytes, live)) if live > 0 => writeln!(
+                f,
+                "  table memory       ~{:.1} MiB by process RSS growth over the packet phase, ~{} B per live \
+                 flow ({live} live); flowtable::Stats has no memory figure (key+value alone: {per_flow} B)",
+                bytes as f64 / (1024.0 * 1024.0),
+                bytes / live as u64
+            )?,
+            _ => writeln!(
+                f,
+                "  table memory       not measured: flowtable::Stats has no memory figure and no flow was \
+                 live at the end of the packets; key+value alone is {per_flow} B/flow"
+            )?,
+        }
         let Some(ex) = &self.export else { return Ok(()) };
         let causes: Vec<String> = ex.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(f, "  exported rows      {}   ({})", ex.rows, causes.join(", "))?;
