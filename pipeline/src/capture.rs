@@ -68,7 +68,8 @@ pub enum Next<'a> {
     Packet(Record<'a>),
     /// A packet record whose contents are invalid (counted as malformed); the read goes on.
     Skipped(&'static str),
-    /// A record that is not a packet (pcapng interface, statistics, name blocks...).
+    /// A record that is not a packet (pcapng interface, statistics, name blocks...), or a
+    /// non-packet block whose contents are invalid (its framing was sound, so the read goes on).
     Other,
     /// The end of the file.
     End,
@@ -252,12 +253,16 @@ impl<R: Read> CaptureReader<R> {
                 if self.buf[start..start + 4] == [0x0A, 0x0D, 0x0D, 0x0A] {
                     return Err(self.err(at, format!("bad section header block: {e}")));
                 }
-                if block_type == 1 {
-                    // Keep the interface numbering: later packets name interfaces by index.
-                    interfaces.push(None);
-                }
                 self.pos += len;
-                return Ok(Next::Skipped("invalid pcapng block"));
+                return Ok(match block_type {
+                    1 => {
+                        // Keep the interface numbering: later packets name interfaces by index.
+                        interfaces.push(None);
+                        Next::Other
+                    }
+                    2 | 3 | 6 => Next::Skipped("invalid packet block"),
+                    _ => Next::Other, // a broken statistics, name or custom block: nothing lost
+                });
             }
         };
         self.pos += len;

@@ -167,6 +167,9 @@ struct Shared {
     empty: Arc<AtomicU64>,
     /// Most flows seen in the table at once.
     peak: AtomicUsize,
+    /// `--evict`: a refused insert is retried (the table evicts, but under contention another
+    /// thread may take the room it made, and it then reports the table full).
+    retry_full: bool,
 }
 
 /// Reader-side counters.
@@ -208,7 +211,7 @@ where
 
     let timeouts = args.timeouts();
     let (export_tx, export_rx) = mpsc::channel::<ExportRecord>();
-    let shared = Shared::default();
+    let shared = Shared { retry_full: args.evict, ..Shared::default() };
     let rss_before = resident_kib();
     // The table first: if the options are bad, nothing (not even the CSV header) is written.
     let table = build_table::<T>(args, &timeouts, export_tx, &shared)?;
@@ -517,6 +520,7 @@ where
                 return;
             }
             Ok(r) => hit = Some(r.flow), // an existing flow: count into it on the next turn
+            Err(_full) if shared.retry_full => continue,
             Err(_full) => break,
         }
     }
