@@ -27,6 +27,7 @@ start=$(date +%s)
 export RUSTFLAGS="--cfg flowtable_loom -C debug-assertions=on"
 export CARGO_TARGET_DIR=target/loom
 export LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3}
+export LOOM_LOCATION=${LOOM_LOCATION:-1} # failures name the source location of each operation
 export RUST_BACKTRACE=0
 unset FLOWTABLE_LOOM_MUTANT
 bound=$LOOM_MAX_PREEMPTIONS
@@ -66,7 +67,7 @@ echo
 echo "=== models (LOOM_MAX_PREEMPTIONS=$bound): all must pass"
 for exe in $(printf '%s\n' "${bin[@]}" | sort -u); do
   out="$log_dir/models.$(basename "$exe").txt"
-  if ("$exe" --test-threads=1; r=$?; exit $r) >"$out" 2>&1; then
+  if ("$exe" --test-threads=1 --nocapture; r=$?; exit $r) >"$out" 2>&1; then
     grep -E '^model .*explored|^test result' "$out" || true
   else
     grep -E '^test .*FAILED|panicked at' -A1 "$out" || true
