@@ -88,6 +88,11 @@ impl<K: Hash + Eq + Clone, T, S: BuildHasher + Clone> WeakMap<K, T, S> {
         out
     }
 
+    /// Bytes of the map's tables: capacity times entry size plus a control byte (as `map.rs`).
+    pub(super) fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().capacity()).sum::<usize>() * (std::mem::size_of::<(K, Weak<T>)>() + 1)
+    }
+
     pub(super) fn entries(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
