@@ -235,3 +235,30 @@ pub fn evict_vs_remove<T: Table>(strict: bool) {
     drop((h, created));
     ctx.finish(unwrap_table(table));
 }
+
+/// `insert` replaces a flow while the expiry pass finds the old flow due: the old flow leaves exactly
+/// once (`Replaced` if `insert` won and returned it, else `Expired`), and neither the pass nor the
+/// old flow's exit ever removes the new flow (R3).
+pub fn insert_vs_expire<T: Table>() {
+    let ctx = Ctx::new();
+    let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
+    let h = table.get_or_insert_with(K, T0, || ctx.val(1)).expect("not full").flow;
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    // At T_MID the old flow is visible, so a displacement is a replacement; its deadline is before
+    // T_LATE, the new flow's is after.
+    let inserter = thread::spawn(move || t2.insert(K, c2.val(2), T_MID).expect("not full"));
+    let n = table.expire(T_LATE, 16);
+    let (new, replaced) = inserter.join().unwrap();
+    assert_eq!(usize::from(replaced.is_some()) + n, 1, "the old flow leaves exactly once");
+    let cause = if replaced.is_some() { RemovalCause::Replaced } else { RemovalCause::Expired };
+    assert_eq!(ctx.events(), vec![(1, cause)]);
+    if let Some(old) = &replaced {
+        assert!(old.same_flow(&h));
+    }
+    assert_eq!(new.status(), FlowStatus::Active, "the new flow left");
+    let seen = table.get(&K, T_LATE).expect("the new flow must be visible");
+    assert!(seen.same_flow(&new), "the map lost the new flow");
+    assert_eq!(table.len(), 1);
+    drop((h, new, replaced, seen));
+    ctx.finish(unwrap_table(table));
+}

@@ -62,6 +62,12 @@ fn table_drop_with_handle_strict() {
     run_model("dashmap/table_drop_with_handle_strict", || models::table_drop_with_handle::<Dash>(true));
 }
 
+/// Mutants: removal_by_key, leave_plain_store
+#[test]
+fn insert_vs_expire() {
+    run_model("dashmap/insert_vs_expire", models::insert_vs_expire::<Dash>);
+}
+
 /// Mutants: reserve_check_then_add
 #[test]
 fn capacity_bound() {
