@@ -18,6 +18,9 @@ use loom::sync::{Arc, Mutex};
 /// `design/concurrency.md`, "Loom models").
 pub const DEFAULT_PREEMPTIONS: usize = 2;
 
+/// Branches per execution when `LOOM_MAX_BRANCHES` is not set.
+pub const DEFAULT_MAX_BRANCHES: usize = 100_000;
+
 /// Runs `f` as a loom model named `name`. If `FLOWTABLE_LOOM_MUTANT` names a mutant (see
 /// `flowtable::sync::loom_mutant::MUTANTS`), that bug is injected into the library first.
 pub fn run_model<F>(name: &str, f: F)
@@ -28,6 +31,12 @@ where
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);
+    }
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        // Loom's default (1,000 branches per execution) is too few for building a table whose
+        // constructor initialises many atomics (the compact backend's slot tables); a spin loop
+        // that never makes progress still fails, only later.
+        builder.max_branches = DEFAULT_MAX_BRANCHES;
     }
     eprintln!("model {name}: preemption bound {:?}, mutant {:?}", builder.preemption_bound, mutant);
     let start = Instant::now();
