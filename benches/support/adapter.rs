@@ -25,8 +25,8 @@
 //!   `run_pending_tasks()`.
 //!
 //! Where flowtable refuses a new flow with `TableFull` at `max_flows`, the peers without a limit
-//! (dashmap, papaya, scc) check their `len()` before inserting (racy by a few flows under
-//! concurrency); moka and quick_cache are given `max_capacity` and evict instead.
+//! (dashmap, papaya, scc) count their flows in a [`Limit`] (only when a limit is set: `len()` is
+//! O(table) in scc); moka and quick_cache are given their capacity and evict instead.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -220,11 +220,34 @@ fn sweeper(
     }
 }
 
+/// A flow count for peers that have no limit of their own; free when there is no limit.
+pub struct Limit {
+    max: usize,
+    live: std::sync::atomic::AtomicUsize,
+}
+
+impl Limit {
+    fn new(max: usize) -> Self {
+        Limit { max, live: std::sync::atomic::AtomicUsize::new(0) }
+    }
+    /// Room for one more flow (give it back with `release` if none was created).
+    fn reserve(&self) -> bool {
+        // Relaxed: a bound on a count, ordering nothing else.
+        self.max == usize::MAX
+            || self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1)).is_ok()
+    }
+    fn release(&self, k: usize) {
+        if self.max != usize::MAX && k > 0 {
+            self.live.fetch_sub(k, Ordering::Relaxed);
+        }
+    }
+}
+
 /// `DashMap<FlowKeyV4, Arc<V>>` used directly.
 pub struct PeerDashMap {
     map: dashmap::DashMap<Key, Arc<PeerFlow>, DefaultHashBuilder>,
     timeout_ns: u64,
-    max_flows: usize,
+    limit: Limit,
 }
 
 impl BenchTable for PeerDashMap {
@@ -234,7 +257,7 @@ impl BenchTable for PeerDashMap {
     }
     fn build(s: &Setup) -> Self {
         let map = dashmap::DashMap::with_capacity_and_hasher(s.capacity, DefaultHashBuilder::new());
-        PeerDashMap { map, timeout_ns: nanos(s.timeout), max_flows: s.max_flows }
+        PeerDashMap { map, timeout_ns: nanos(s.timeout), limit: Limit::new(s.max_flows) }
     }
     #[inline]
     fn get(&self, key: &Key, now: Timestamp) -> Option<Arc<PeerFlow>> {
@@ -246,25 +269,32 @@ impl BenchTable for PeerDashMap {
         if let Some(f) = self.get(&key, now) {
             return Some((f, false));
         }
-        if self.map.len() >= self.max_flows {
+        if !self.limit.reserve() {
             return None;
         }
         match self.map.entry(key) {
             Entry::Occupied(mut o) if !o.get().live(now, self.timeout_ns) => {
+                self.limit.release(1); // a replacement: the count is unchanged
                 o.insert(PeerFlow::new(now));
                 Some((Arc::clone(o.get()), true))
             }
-            Entry::Occupied(o) => Some((Arc::clone(o.get()), false)),
+            Entry::Occupied(o) => {
+                self.limit.release(1);
+                Some((Arc::clone(o.get()), false))
+            }
             Entry::Vacant(v) => Some((Arc::clone(v.insert(PeerFlow::new(now)).value()), true)),
         }
     }
     fn remove(&self, key: &Key) -> bool {
-        self.map.remove(key).is_some()
+        let gone = self.map.remove(key).is_some();
+        self.limit.release(usize::from(gone));
+        gone
     }
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let removed = Cell::new(0);
         let keep = sweeper(now, self.timeout_ns, budget, &removed);
         self.map.retain(|_, f| keep(f));
+        self.limit.release(removed.get());
         removed.get()
     }
     fn len(&self) -> usize {
@@ -328,7 +358,7 @@ impl BenchTable for PeerMoka {
 pub struct PeerPapaya {
     map: papaya::HashMap<Key, Arc<PeerFlow>, DefaultHashBuilder>,
     timeout_ns: u64,
-    max_flows: usize,
+    limit: Limit,
 }
 
 impl BenchTable for PeerPapaya {
@@ -342,7 +372,7 @@ impl BenchTable for PeerPapaya {
             .hasher(DefaultHashBuilder::new())
             .resize_mode(papaya::ResizeMode::Blocking)
             .build();
-        PeerPapaya { map, timeout_ns: nanos(s.timeout), max_flows: s.max_flows }
+        PeerPapaya { map, timeout_ns: nanos(s.timeout), limit: Limit::new(s.max_flows) }
     }
     #[inline]
     fn get(&self, key: &Key, now: Timestamp) -> Option<Arc<PeerFlow>> {
@@ -361,7 +391,7 @@ impl BenchTable for PeerPapaya {
             m.insert(key, Arc::clone(&new));
             return Some((new, true));
         }
-        if m.len() >= self.max_flows {
+        if !self.limit.reserve() {
             return None;
         }
         let created = Cell::new(false);
@@ -369,15 +399,21 @@ impl BenchTable for PeerPapaya {
             created.set(true);
             PeerFlow::new(now)
         });
+        if !created.get() {
+            self.limit.release(1);
+        }
         Some((Arc::clone(f), created.get()))
     }
     fn remove(&self, key: &Key) -> bool {
-        self.map.pin().remove(key).is_some()
+        let gone = self.map.pin().remove(key).is_some();
+        self.limit.release(usize::from(gone));
+        gone
     }
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let removed = Cell::new(0);
         let keep = sweeper(now, self.timeout_ns, budget, &removed);
         self.map.pin().retain(|_, f| keep(f));
+        self.limit.release(removed.get());
         removed.get()
     }
     fn len(&self) -> usize {
@@ -389,7 +425,7 @@ impl BenchTable for PeerPapaya {
 pub struct PeerScc {
     map: scc::HashMap<Key, Arc<PeerFlow>, DefaultHashBuilder>,
     timeout_ns: u64,
-    max_flows: usize,
+    limit: Limit,
 }
 
 impl BenchTable for PeerScc {
@@ -399,7 +435,7 @@ impl BenchTable for PeerScc {
     }
     fn build(s: &Setup) -> Self {
         let map = scc::HashMap::with_capacity_and_hasher(s.capacity, DefaultHashBuilder::new());
-        PeerScc { map, timeout_ns: nanos(s.timeout), max_flows: s.max_flows }
+        PeerScc { map, timeout_ns: nanos(s.timeout), limit: Limit::new(s.max_flows) }
     }
     #[inline]
     fn get(&self, key: &Key, now: Timestamp) -> Option<Arc<PeerFlow>> {
@@ -411,25 +447,32 @@ impl BenchTable for PeerScc {
         if let Some(f) = self.get(&key, now) {
             return Some((f, false));
         }
-        if self.map.len() >= self.max_flows {
+        if !self.limit.reserve() {
             return None;
         }
         match self.map.entry(key) {
             Entry::Occupied(mut o) if !o.get().live(now, self.timeout_ns) => {
+                self.limit.release(1); // a replacement: the count is unchanged
                 o.insert(PeerFlow::new(now));
                 Some((Arc::clone(o.get()), true))
             }
-            Entry::Occupied(o) => Some((Arc::clone(o.get()), false)),
+            Entry::Occupied(o) => {
+                self.limit.release(1);
+                Some((Arc::clone(o.get()), false))
+            }
             Entry::Vacant(v) => Some((Arc::clone(v.insert_entry(PeerFlow::new(now)).get()), true)),
         }
     }
     fn remove(&self, key: &Key) -> bool {
-        self.map.remove(key).is_some()
+        let gone = self.map.remove(key).is_some();
+        self.limit.release(usize::from(gone));
+        gone
     }
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let removed = Cell::new(0);
         let keep = sweeper(now, self.timeout_ns, budget, &removed);
         self.map.retain(|_, f| keep(f));
+        self.limit.release(removed.get());
         removed.get()
     }
     fn len(&self) -> usize {
