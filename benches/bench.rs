@@ -17,7 +17,9 @@
 //! Knobs (environment): `FLOWTABLE_BENCH_LARGE=1` adds 10^7 flows to `ops` and `flows` (10^6 to
 //! `rfc9693`); `FLOWTABLE_BENCH_ZIPF` (default 1.1) is the Zipf exponent; `FLOWTABLE_BENCH_NEW`
 //! (default 0.05) the share of packets that start a new flow; `FLOWTABLE_BENCH_TIMEOUT_US`
-//! (default 100000) the idle timeout in virtual microseconds (one packet per thread per µs).
+//! (default 100000) the idle timeout in virtual microseconds (one packet per thread per µs);
+//! `FLOWTABLE_BENCH_EXPIRE_EVERY_US` (default a tenth of the timeout) how often each thread calls
+//! `expire` in the flow workload.
 //!
 //! Peers and what stands in for their expiry: `benches/support/adapter.rs`.
 

@@ -1,6 +1,9 @@
 //! One operation per element, on a table of `n` flows (10^3, 10^6; 10^7 if large), keys walked in a
-//! shuffled order. Operations that change the table's size are timed in rounds and undone between
-//! rounds (untimed), so the table stays near `n` flows:
+//! shuffled order. Operations that change the table's size are timed in rounds of `chunk` =
+//! min(n/2, 65536) operations, undone between rounds (untimed), so the table stays near `n`
+//! flows; for these one criterion iteration is one round (`Throughput::Elements(chunk)`, flat
+//! sampling), so a round's fixed costs (an `expire` call, a peer's sweep) are always spread over
+//! `chunk` operations whatever number of iterations criterion picks:
 //!
 //! - `get_hit`, `get_miss`: a lookup of a present / absent key;
 //! - `get_or_insert_new`: a new flow (a round inserts up to `n/2` new flows, then removes them);
@@ -17,7 +20,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use flowtable::Timestamp;
 
 use super::{sizes, T0};
@@ -54,7 +57,6 @@ impl Op {
 pub fn register_benches(c: &mut Criterion) {
     for op in Op::ALL {
         let mut group = c.benchmark_group(op.name());
-        group.throughput(Throughput::Elements(1));
         for n in sizes() {
             for_each_table(&mut OpBench { group: &mut group, op, n }, true);
         }
@@ -73,17 +75,10 @@ fn at(us: u64) -> Timestamp {
     T0 + Duration::from_micros(us)
 }
 
-/// Rounds of at most `chunk` operations until `iters` are done: `round(count)` does `count`
-/// operations and undoes them, returning the time of the operations alone.
+/// `iters` rounds of `chunk` operations: `round(chunk)` does them and undoes them, returning the
+/// time of the operations alone.
 fn rounds(iters: u64, chunk: usize, mut round: impl FnMut(usize) -> Duration) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let k = left.min(chunk as u64) as usize;
-        total += round(k);
-        left -= k as u64;
-    }
-    total
+    (0..iters).map(|_| round(chunk)).sum()
 }
 
 impl Visit for OpBench<'_, '_> {
@@ -102,6 +97,13 @@ impl Visit for OpBench<'_, '_> {
             (t, keys)
         };
         let id = BenchmarkId::new(B::name(), n);
+        if matches!(op, Op::GetOrInsertNew | Op::Remove | Op::Expire) {
+            self.group.throughput(Throughput::Elements(chunk as u64));
+            self.group.sampling_mode(SamplingMode::Flat);
+        } else {
+            self.group.throughput(Throughput::Elements(1));
+            self.group.sampling_mode(SamplingMode::Auto);
+        }
         match op {
             Op::GetHit | Op::GetMiss => {
                 let mut order = Vec::new();
