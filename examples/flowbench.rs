@@ -54,7 +54,7 @@ const MIN_OPS: usize = 1 << 21;
 /// Keys per `get_batch` call.
 const BATCH: usize = 32;
 /// The timeout of flows that must not expire during a case.
-const LONG: Duration = Duration::from_secs(3600);
+const LONG: Duration = Duration::from_secs(1_000_000);
 /// The virtual time of the first packet.
 const T0: Timestamp = Timestamp::from_secs(1_000_000);
 
@@ -293,7 +293,8 @@ impl Runner<'_> {
         let (n, threads) = (self.n(), self.o.threads);
         let ops = n.max(MIN_OPS);
         // Short enough that flows expire within the run; fresh flows then level off near N/2.
-        let timeout = us((ops / 2).min(10 * n / threads));
+        let timeout_us = (ops / 2).min(10 * n / threads);
+        let timeout = us(timeout_us);
         let expire_every = (ops / 64).max(1024);
         // 5% of packets start a new flow.
         let new_below = u32::MAX / 20;
@@ -302,7 +303,7 @@ impl Runner<'_> {
             let t = B::build(&Setup::growing(timeout));
             // Flows created at staggered ages over one timeout before the run starts.
             for (i, &k) in self.keys.iter().enumerate() {
-                let _ = t.get_or_insert(k, T0 - timeout + us(i * (ops / 2) / n));
+                let _ = t.get_or_insert(k, T0 - timeout + us(i * timeout_us / n));
             }
             let (wall, per_thread) = run_threads(threads, |ti| {
                 let mut r = rng((rep * 64 + ti) as u64);
@@ -390,18 +391,19 @@ impl Runner<'_> {
         emit_op("insert_new", per(k, &mut || fill(&t, &fresh, later)));
         drop(t);
 
-        // Expiry at steady size: flow i is created at T0 + i µs with a timeout of n µs; each step
-        // adds one flow and, every `chunk` steps, expires the `chunk` flows now due.
-        let timeout = us(n);
-        let t = B::build(&Setup::growing(timeout));
+        // Expiry at steady size: flow i is created at T0 + i ms with a timeout of n ms (whole
+        // milliseconds: every backend's tick); each step adds one flow and, every `chunk` steps,
+        // expires the `chunk` flows now due.
+        let ms = |i: usize| Duration::from_millis(i as u64);
+        let t = B::build(&Setup::growing(ms(n)));
         for (i, &key) in self.keys.iter().enumerate() {
-            let _ = t.get_or_insert(key, T0 + us(i));
+            let _ = t.get_or_insert(key, T0 + ms(i));
         }
         let steps = n.min(10_000);
         let chunk = 1000.min(steps);
         let (mut allocs, mut expired) = (0u64, 0usize);
         for j in 0..steps {
-            let now = T0 + us(n + j);
+            let now = T0 + ms(n + j);
             let _ = t.get_or_insert(key_of(3, j as u64), now);
             if j % chunk == chunk - 1 {
                 let a = alloc::allocs();

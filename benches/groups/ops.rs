@@ -7,11 +7,12 @@
 //!
 //! - `get_hit`, `get_miss`: a lookup of a present / absent key;
 //! - `get_or_insert_new`: a new flow (a round inserts up to `n/2` new flows, then removes them);
-//! - `touch`: a packet on a flow through a handle held by the caller (the clock advances 1 µs per
-//!   touch, so each one moves the deadline);
+//! - `touch`: a packet on a flow through a handle held by the caller (handles are touched in
+//!   passes over a shuffled list, the clock advancing 1 ms per pass, so that each touch moves the
+//!   deadline by at least one tick of every backend);
 //! - `remove`: removing a present flow (a round removes up to `n/2`, then inserts them back);
-//! - `expire`: expiring one flow at steady size. Flow `s` is created at `s` µs with a timeout of
-//!   `n` µs; a round advances the clock past the oldest `chunk` deadlines, expires them, and
+//! - `expire`: expiring one flow at steady size. Flow `s` is created at `s` ms with a timeout of
+//!   `n` ms (whole milliseconds, so that every backend's tick, up to 1 ms, sees the same deadlines); a round advances the clock past the oldest `chunk` deadlines, expires them, and
 //!   creates them again as the newest flows. For the peers `expire` is a full sweep (see
 //!   `support/adapter.rs`), so its cost per flow grows with `n / chunk`.
 
@@ -27,7 +28,8 @@ use super::{sizes, T0};
 use crate::support::adapter::{for_each_table, BenchTable, Key, Setup, Visit};
 use crate::support::workload::{key_of, keys, shuffled};
 
-const LONG: Duration = Duration::from_secs(3600);
+/// A timeout no case outlives.
+const LONG: Duration = Duration::from_secs(1_000_000);
 
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 enum Op {
@@ -70,9 +72,9 @@ struct OpBench<'a, 'g> {
     n: usize,
 }
 
-/// `us` microseconds after `T0`.
-fn at(us: u64) -> Timestamp {
-    T0 + Duration::from_micros(us)
+/// `ms` milliseconds after `T0`.
+fn at(ms: u64) -> Timestamp {
+    T0 + Duration::from_millis(ms)
 }
 
 /// `iters` rounds of `chunk` operations: `round(chunk)` does them and undoes them, returning the
@@ -89,7 +91,7 @@ impl Visit for OpBench<'_, '_> {
         let mut state: Option<(B, Vec<Key>)> = None;
         let mut build = move || {
             let keys = keys(1, n);
-            let t = B::build(&Setup::growing(if op == Op::Expire { Duration::from_micros(n as u64) } else { LONG }));
+            let t = B::build(&Setup::growing(if op == Op::Expire { Duration::from_millis(n as u64) } else { LONG }));
             for (s, &k) in keys.iter().enumerate() {
                 let now = if op == Op::Expire { at(s as u64) } else { T0 };
                 let _ = t.get_or_insert(k, now);
@@ -163,9 +165,9 @@ impl Visit for OpBench<'_, '_> {
                         for _ in 0..iters {
                             if pos == handles.len() {
                                 pos = 0;
+                                clock += 1;
                             }
                             black_box(t.touch(&handles[pos], at(clock)));
-                            clock += 1;
                             pos += 1;
                         }
                         start.elapsed()
