@@ -103,7 +103,7 @@ fn parse_args() -> Opts {
             _ => usage(),
         }
     }
-    if o.flows == 0 || o.cases.iter().any(|c| !CASES.contains(&c.as_str())) {
+    if o.flows == 0 || o.threads == 0 || o.cases.iter().any(|c| !CASES.contains(&c.as_str())) {
         usage();
     }
     if o.cases.is_empty() {
