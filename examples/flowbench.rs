@@ -165,8 +165,12 @@ impl Runner<'_> {
         self.o.flows
     }
 
+    /// The median of the repetitions; every repetition's value goes to stderr, so that a noisy
+    /// run shows in the log.
     fn reps(&self, mut f: impl FnMut(usize) -> f64) -> f64 {
         let mut v: Vec<f64> = (0..self.o.reps.max(1)).map(&mut f).collect();
+        let each: Vec<String> = v.iter().map(|x| format!("{x:.4e}")).collect();
+        eprintln!("#   repetitions: {}", each.join(" "));
         median(&mut v)
     }
 

@@ -34,9 +34,11 @@ mkdir -p "$out"
 cargo build --release --all-features --example flowbench --example bench_chart
 bench=target/release/examples/flowbench
 
+# Before machine.txt is rewritten (rewriting it would make the tree look dirty).
+git_state="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "git: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
+    echo "git: $git_state"
     echo "command: scripts/bench-report.sh ${sizes[*]} (REPS=$reps THREADS=$threads PEERS=${PEERS:-1})"
     echo "rustc: $(rustc -V)"
     echo "kernel: $(uname -sr)"
