@@ -212,7 +212,6 @@ where
     let timeouts = args.timeouts();
     let (export_tx, export_rx) = mpsc::channel::<ExportRecord>();
     let shared = Shared { retry_full: args.evict, ..Shared::default() };
-    let rss_before = resident_kib();
     // The table first: if the options are bad, nothing (not even the CSV header) is written.
     let table = build_table::<T>(args, &timeouts, export_tx, &shared)?;
     let format = args.format;
@@ -298,7 +297,7 @@ where
     progress.finish_and_clear();
     let packet_phase = started.elapsed();
     let live_after_packets = table.len();
-    let rss_after = resident_kib();
+    let memory_after_packets = table.stats().memory_bytes;
 
     // Flows whose deadline passed by the capture's latest time expire (expiry between batches is
     // bounded and driven by traffic, so a sparse tail leaves some behind); every flow still in the
@@ -321,9 +320,7 @@ where
     summary.phases = Some((packet_phase, flush_phase));
     summary.peak_live = shared.peak.load(Ordering::Relaxed).max(live_at_end);
     summary.export = Some(totals);
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        summary.rss_growth = Some((after.saturating_sub(before) * 1024, live_after_packets));
-    }
+    summary.table_memory = Some((memory_after_packets, live_after_packets));
     Ok(Report { summary, read_error })
 }
 
@@ -535,13 +532,6 @@ fn apply<H: FlowHandle<FlowKey, FlowValue>>(flow: &H, change: Change) {
     if flow.class() != change.class {
         flow.set_class(change.class);
     }
-}
-
-/// The process's resident set size in KiB (Linux `/proc/self/status`), if known.
-fn resident_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {

@@ -48,10 +48,9 @@ pub struct Summary {
     /// Wall time of the packet phase (read, decode, workers, expiry) and of the end (final flush
     /// and the writer draining the export).
     pub phases: Option<(Duration, Duration)>,
-    /// Growth of the process's resident memory over the packet phase (bytes), and the live flows at
-    /// its end: an estimate of the table's memory (Linux only; it also counts batches in flight and
-    /// memory the allocator kept from flows that already left).
-    pub rss_growth: Option<(u64, usize)>,
+    /// The table's memory at the end of the packet phase (`Stats::memory_bytes`), and the live flows
+    /// then (flows only leave by expiry before that point, so with few expiries this is the peak).
+    pub table_memory: Option<(usize, usize)>,
 }
 
 impl Summary {
@@ -80,7 +79,7 @@ impl Summary {
             elapsed,
             export: None,
             phases: None,
-            rss_growth: None,
+            table_memory: None,
         }
     }
 
@@ -145,19 +144,20 @@ impl fmt::Display for Summary {
         writeln!(f, "  untracked packets  {}   empty flows {}", self.untracked, self.empty_flows)?;
         writeln!(f, "  peak live flows    {}", self.peak_live)?;
         let per_flow = std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowValue>();
-        match self.rss_growth {
+        match self.table_memory {
             Some((bytes, live)) if live > 0 => writeln!(
                 f,
-                "  table memory       ~{:.1} MiB by process RSS growth over the packet phase, ~{} B per live \
-                 flow ({live} live); flowtable::Stats has no memory figure (key+value alone: {per_flow} B)",
+                "  table memory       {:.2} MiB at the end of the packets, {} B per live flow ({live} live; \
+                 key+value alone: {per_flow} B)",
                 bytes as f64 / (1024.0 * 1024.0),
-                bytes / live as u64
+                bytes / live
             )?,
-            _ => writeln!(
+            Some((bytes, _)) => writeln!(
                 f,
-                "  table memory       not measured: flowtable::Stats has no memory figure and no flow was \
-                 live at the end of the packets; key+value alone is {per_flow} B/flow"
+                "  table memory       {:.2} MiB at the end of the packets (no flow live then)",
+                bytes as f64 / (1024.0 * 1024.0)
             )?,
+            None => {}
         }
         let Some(ex) = &self.export else { return Ok(()) };
         let causes: Vec<String> = ex.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();

@@ -563,8 +563,12 @@ where
     }
 
     fn stats(&self) -> Stats {
-        let mut s = self.shared.counters.snapshot(self.len());
-        s.emergency = self.shared.occupancy.in_emergency();
+        let sh = &self.shared;
+        let mut s = sh.counters.snapshot(self.len());
+        s.emergency = sh.occupancy.in_emergency();
+        // Each record is one `Arc` allocation: two counts and the record.
+        let records = s.live * (std::mem::size_of::<Rec<K, V, S>>() + 16);
+        s.memory_bytes = sh.map.bytes() + sh.timers.bytes() + sh.evict.as_ref().map_or(0, |e| e.bytes()) + records;
         s
     }
 
