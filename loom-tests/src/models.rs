@@ -162,10 +162,10 @@ pub fn listener_once<T: Table>() {
 /// `WhileHeld` flow: no deadlock, no double exit (`Removed` by the table's drop or `Expired` by the
 /// handle's), the value is dropped once, nothing leaks (R3, R5).
 ///
-/// `strict` also requires the listener to be called (exactly once, as `table.rs` promises). That
-/// fails on the dashmap backend today (finding F1 in `design/concurrency.md`): the handle's `Drop`
-/// exit finds the table already gone (`Weak<Shared>::upgrade` fails) after the table's `clear` found
-/// the record's count already at 0, so nobody notifies.
+/// `strict` also requires the listener to be called (exactly once, as `table.rs` promises); the
+/// backends' models run it strict. Finding F1 in `design/concurrency.md` (fixed) was this failing on
+/// the dashmap backend: the handle's `Drop` exit found the table gone after the table's `clear` found
+/// the record's count already at 0, so nobody notified.
 pub fn table_drop_with_handle<T: Table>(strict: bool) {
     let ctx = Ctx::new();
     let table = ctx.table::<T>(ExpiryMode::WhileHeld);
@@ -209,7 +209,7 @@ pub fn capacity_bound<T: Table>() {
 /// `max_flows(1)`, `Evict`: a creation under a second key must evict the one flow while another thread
 /// removes that flow: it leaves exactly once (`Evicted` or `Removed`, R3), the count never exceeds
 /// the maximum. `strict` also requires the creation to succeed, since the room is freed either way
-/// (finding F2 in `design/concurrency.md` when it fails).
+/// (finding F2 in `design/concurrency.md`, fixed, was this failing).
 pub fn evict_vs_remove<T: Table>(strict: bool) {
     let ctx = Ctx::new();
     let table = Arc::new(
