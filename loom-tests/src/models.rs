@@ -193,11 +193,21 @@ pub fn table_drop_with_handle<T: Table>(strict: bool) {
 
 /// `max_flows(1)`, `Reject`: two threads create flows under two keys: exactly one gets room, the
 /// other `TableFull`; the count never exceeds the maximum (the occupancy reservation is atomic).
+///
+/// Two shards, and a second key whose hash differs from `K`'s in its top and its low bit, so that a
+/// backend that shards by either puts the two creations in different shards (no shard lock
+/// serialises them: the reservation itself must be atomic).
 pub fn capacity_bound<T: Table>() {
     let ctx = Ctx::new();
-    let table = Arc::new(ctx.builder(ExpiryMode::Remove).max_flows(1).build::<T>().expect("valid config"));
+    let table = Arc::new(ctx.builder(ExpiryMode::Remove).shards(2).max_flows(1).build::<T>().expect("valid config"));
+    let (hk, bits) = (table.hash_key(&K), |h: u64| (h >> 63, h & 1));
+    let k2 = (K + 1..K + 64).find(|k| {
+        let (a, b) = (bits(hk), bits(table.hash_key(k)));
+        a.0 != b.0 && a.1 != b.1
+    });
+    let k2 = k2.expect("a key in the other shard");
     let (t2, c2) = (Arc::clone(&table), ctx.clone());
-    let other = thread::spawn(move || t2.get_or_insert_with(K2, T0, || c2.val(2)).ok());
+    let other = thread::spawn(move || t2.get_or_insert_with(k2, T0, || c2.val(2)).ok());
     let mine = table.get_or_insert_with(K, T0, || ctx.val(1)).ok();
     let theirs = other.join().unwrap();
     assert_eq!(usize::from(mine.is_some()) + usize::from(theirs.is_some()), 1, "max_flows(1) admitted 0 or 2 flows");
