@@ -100,6 +100,10 @@ full_name() {
   echo "$names"
 }
 
+first_message() { # the first panic's message (the first non-empty line after its location)
+  awk '/panicked at/ { p = 1; next } p && NF { print; exit }' "$1" | cut -c1-70
+}
+
 short() { # the source's label in the table
   case "$1" in loom-tests/tests/loom_*) s=${1#loom-tests/tests/loom_}; echo "${s%.rs}" ;; *) echo "${1#src/}" ;; esac
 }
@@ -139,7 +143,7 @@ for p in "${pairs[@]}"; do
       result="ERROR"; why="failed without a panic, see $out"
     else
       result="caught@$b"
-      why=$(grep -m1 -A1 "panicked at" "$out" | tail -n 1 | cut -c1-70)
+      why=$(first_message "$out")
     fi
     break
   done
@@ -162,7 +166,7 @@ if [ ${#findings[@]} -gt 0 ]; then
       row "$label" "$model" "-" "PASSES" "finding fixed: remove its #[ignore] and its entry in design/concurrency.md"
       status=1
     else
-      row "$label" "$model" "-" "open" "$(grep -m1 -A1 'panicked at' "$out" | tail -n 1 | cut -c1-70)"
+      row "$label" "$model" "-" "open" "$(first_message "$out")"
     fi
   done
 fi
