@@ -9,9 +9,12 @@ pub(crate) use loom::sync::Arc;
 #[allow(unused_imports)]
 pub(crate) mod atomic {
     pub(crate) use loom::sync::atomic::{
-        fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+        fence, AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
     };
 }
+
+#[allow(unused_imports)]
+pub(crate) use loom::cell::UnsafeCell;
 
 #[allow(unused_imports)]
 pub(crate) mod hint {
