@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::hash::{default_hasher, DefaultHashBuilder};
 use crate::listener::{Listener, RemovalEvent};
-use crate::{ExpiryMode, FlowTable};
+use crate::{CapacityPolicy, Emergency, ExpiryMode, FlowTable};
 
 /// The largest shard count a table accepts.
 pub const MAX_SHARDS: usize = 1 << 16;
@@ -30,6 +30,8 @@ pub enum ConfigError {
         /// The backend's limit.
         limit: usize,
     },
+    /// Emergency watermarks must satisfy `low < high <= max_flows`, with a non-zero timeout.
+    BadWatermarks(Emergency),
     /// The idle timeout is zero or longer than the backend can represent.
     BadTimeout {
         /// What was asked for.
@@ -48,6 +50,11 @@ impl fmt::Display for ConfigError {
             ConfigError::MaxFlowsTooLarge { requested, limit } => {
                 write!(f, "max_flows {requested} is over this backend's limit of {limit}")
             }
+            ConfigError::BadWatermarks(e) => write!(
+                f,
+                "emergency watermarks need low < high <= max_flows and a non-zero timeout (got low {}, high {}, timeout {:?})",
+                e.low, e.high, e.timeout
+            ),
             ConfigError::BadTimeout { requested, limit } => {
                 write!(f, "idle timeout {requested:?} must be above zero and at most {limit:?}")
             }
@@ -73,6 +80,10 @@ pub struct Config<K, V, S = DefaultHashBuilder> {
     pub hasher: S,
     /// The removal listener.
     pub listener: Option<Listener<K, V>>,
+    /// What happens to a new flow at `max_flows`.
+    pub capacity_policy: CapacityPolicy,
+    /// Emergency mode, if any.
+    pub emergency: Option<Emergency>,
 }
 
 impl<K, V, S: Clone> Clone for Config<K, V, S> {
@@ -85,6 +96,8 @@ impl<K, V, S: Clone> Clone for Config<K, V, S> {
             expiry_mode: self.expiry_mode,
             hasher: self.hasher.clone(),
             listener: self.listener.clone(),
+            capacity_policy: self.capacity_policy,
+            emergency: self.emergency,
         }
     }
 }
@@ -98,6 +111,8 @@ impl<K, V, S> fmt::Debug for Config<K, V, S> {
             .field("idle_timeout", &self.idle_timeout)
             .field("expiry_mode", &self.expiry_mode)
             .field("listener", &self.listener.is_some())
+            .field("capacity_policy", &self.capacity_policy)
+            .field("emergency", &self.emergency)
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +128,7 @@ pub fn default_shards() -> usize {
 /// # Examples
 ///
 /// ```
-/// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTableBuilder, ConfigError};
+/// use flowtable::{ConfigError, DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder};
 /// use std::time::Duration;
 ///
 /// let table: DefaultFlowTable<FlowKeyV4, u64> = FlowTableBuilder::new()
@@ -123,8 +138,8 @@ pub fn default_shards() -> usize {
 ///     .build()?;
 /// assert!(table.is_empty());
 ///
-/// let err = FlowTableBuilder::<FlowKeyV4, u64>::new().shards(12).build_default().unwrap_err();
-/// assert_eq!(err, ConfigError::ShardsNotPowerOfTwo(12));
+/// let err = FlowTableBuilder::<FlowKeyV4, u64>::new().shards(12).build_default().err();
+/// assert_eq!(err, Some(ConfigError::ShardsNotPowerOfTwo(12)));
 /// # Ok::<(), ConfigError>(())
 /// ```
 #[must_use]
@@ -146,6 +161,8 @@ impl<K, V> FlowTableBuilder<K, V, DefaultHashBuilder> {
                 expiry_mode: ExpiryMode::Remove,
                 hasher: default_hasher(),
                 listener: None,
+                capacity_policy: CapacityPolicy::Reject,
+                emergency: None,
             },
             _marker: PhantomData,
         }
@@ -185,6 +202,17 @@ impl<K, V, S> FlowTableBuilder<K, V, S> {
         self.config.expiry_mode = mode;
         self
     }
+    /// What happens to a new flow at `max_flows`: refuse it (the default) or evict another.
+    pub fn capacity_policy(mut self, policy: CapacityPolicy) -> Self {
+        self.config.capacity_policy = policy;
+        self
+    }
+    /// Emergency mode: from `high` live flows until the table drains to `low`, new flows get
+    /// `timeout` (checked by `build`: `low < high <= max_flows`).
+    pub fn emergency(mut self, high: usize, low: usize, timeout: Duration) -> Self {
+        self.config.emergency = Some(Emergency { high, low, timeout });
+        self
+    }
     /// The removal listener, called exactly once for every flow that leaves the table.
     pub fn listener<F>(mut self, f: F) -> Self
     where
@@ -205,6 +233,8 @@ impl<K, V, S> FlowTableBuilder<K, V, S> {
                 expiry_mode: c.expiry_mode,
                 hasher,
                 listener: c.listener,
+                capacity_policy: c.capacity_policy,
+                emergency: c.emergency,
             },
             _marker: PhantomData,
         }
@@ -224,6 +254,11 @@ impl<K, V, S> FlowTableBuilder<K, V, S> {
         }
         if c.idle_timeout.is_zero() {
             return Err(ConfigError::BadTimeout { requested: c.idle_timeout, limit: Duration::MAX });
+        }
+        if let Some(e) = c.emergency {
+            if e.low >= e.high || e.high > c.max_flows || e.timeout.is_zero() {
+                return Err(ConfigError::BadWatermarks(e));
+            }
         }
         Ok(self.config)
     }

@@ -14,7 +14,7 @@
 //!
 //! let exported = Arc::new(Mutex::new(Vec::new()));
 //! let sink = Arc::clone(&exported);
-//! let table: DefaultFlowTable<FlowKeyV4, AtomicU64> = FlowTableBuilder::new()
+//! let table: DefaultFlowTable<FlowKeyV4, AtomicU64> = FlowTableBuilder::<FlowKeyV4, AtomicU64>::new()
 //!     .idle_timeout(Duration::from_secs(30))
 //!     .max_flows(1_000_000)
 //!     .listener(move |ev| sink.lock().unwrap().push((*ev.key, ev.value.load(Ordering::Relaxed), ev.cause)))
@@ -57,6 +57,7 @@
 compile_error!("flowtable needs a backend: enable the `dashmap` feature (the default) or the `compact` feature");
 
 mod builder;
+mod capacity;
 pub mod design;
 mod flow;
 pub mod hash;
@@ -74,6 +75,7 @@ pub mod reference;
 pub mod compact;
 
 pub use builder::{default_shards, Config, ConfigError, FlowTableBuilder, MAX_SHARDS};
+pub use capacity::{CapacityPolicy, Emergency};
 pub use flow::{ExpiryMode, FlowClass, FlowStatus};
 pub use hash::DefaultHashBuilder;
 pub use key::{proto, Direction, FlowKey, FlowKeyV4, FlowKeyV6, KeyError, Zone};
@@ -85,6 +87,11 @@ pub use reference::{DashFlow, DashFlowTable};
 pub use stats::Stats;
 pub use table::{FlowHandle, FlowTable, GetOrInsert, TableFull};
 pub use time::{MonotonicClock, Timestamp};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The table of the backend the enabled features pick: compact when its feature is on.
 #[cfg(feature = "compact")]

@@ -3,7 +3,7 @@
 
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::CachePadded;
-use crate::RemovalCause;
+use crate::{FlowClass, RemovalCause};
 
 /// A snapshot of a table's counters. Counters are monotonic except `live`.
 ///
@@ -26,6 +26,17 @@ pub struct Stats {
     pub evicted: u64,
     /// New flows refused because the table was full.
     pub rejected_full: u64,
+    /// Evictions of embryonic flows (included in `evicted`).
+    pub evicted_embryonic: u64,
+    /// Evictions of closing flows (included in `evicted`).
+    pub evicted_closing: u64,
+    /// Evictions of established flows (included in `evicted`).
+    pub evicted_established: u64,
+    /// Flows already past their deadline that were expired on demand to make room for a new flow
+    /// (included in `expired`).
+    pub reclaimed_expired: u64,
+    /// Whether emergency mode (shorter timeouts for new flows) is on.
+    pub emergency: bool,
     /// Mean probe length of lookups so far (slots visited per lookup); 0 where the backend has no probes.
     pub probe_mean: f64,
     /// Longest probe seen so far; 0 where the backend has no probes.
@@ -40,6 +51,8 @@ struct Stripe {
     replaced: AtomicU64,
     evicted: AtomicU64,
     rejected_full: AtomicU64,
+    evicted_class: [AtomicU64; 3],
+    reclaimed: AtomicU64,
 }
 
 /// Event counters striped by shard. `live` is not kept here: each backend keeps it where its
@@ -55,6 +68,10 @@ pub(crate) enum Event {
     Created,
     Left(RemovalCause),
     RejectedFull,
+    /// A flow of this class was evicted (it also leaves with `Left(Evicted)`).
+    Evicted(FlowClass),
+    /// An expired flow was reclaimed to make room (it also leaves with `Left(Expired)`).
+    Reclaimed,
 }
 
 impl Counters {
@@ -73,6 +90,8 @@ impl Counters {
             Event::Left(RemovalCause::Replaced) => &s.replaced,
             Event::Left(RemovalCause::Evicted) => &s.evicted,
             Event::RejectedFull => &s.rejected_full,
+            Event::Evicted(class) => &s.evicted_class[class as usize],
+            Event::Reclaimed => &s.reclaimed,
         };
         // Relaxed: a statistic; nothing is ordered by it.
         c.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +107,10 @@ impl Counters {
             st.replaced += s.replaced.load(Ordering::Relaxed);
             st.evicted += s.evicted.load(Ordering::Relaxed);
             st.rejected_full += s.rejected_full.load(Ordering::Relaxed);
+            st.evicted_embryonic += s.evicted_class[0].load(Ordering::Relaxed);
+            st.evicted_closing += s.evicted_class[1].load(Ordering::Relaxed);
+            st.evicted_established += s.evicted_class[2].load(Ordering::Relaxed);
+            st.reclaimed_expired += s.reclaimed.load(Ordering::Relaxed);
         }
         st
     }

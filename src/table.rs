@@ -69,17 +69,24 @@ pub trait FlowHandle<K, V>: Clone + Send + Sync + 'static + Deref<Target = V> {
     /// The flow's value.
     fn value(&self) -> &V;
     /// Records a packet at `now`: the idle deadline becomes `now + timeout` (it never moves
-    /// backwards). O(1), lock-free, no timer entry is moved. Returns `false`, and changes nothing,
-    /// if the flow is no longer active (it expired, or was removed, replaced or evicted).
+    /// backwards). O(1), lock-free, no timer entry is moved.
+    ///
+    /// Succeeds exactly when [`get`](FlowTable::get) at `now` could return this flow: it returns
+    /// `false`, and changes nothing, if the flow left the table or (in [`ExpiryMode::Remove`]) its
+    /// deadline is already past at `now`. A touch racing with an expiry pass is either applied or
+    /// refused, never both.
     fn touch(&self, now: Timestamp) -> bool;
     /// The flow's idle timeout.
     fn timeout(&self) -> Duration;
     /// Changes the flow's idle timeout (for example on a TCP state change). The new deadline is
     /// `last_seen + timeout`; a shorter one takes effect at once for visibility and for expiry.
+    /// `Duration::MAX` means never; other timeouts over the backend's
+    /// [`MAX_TIMEOUT`](FlowTable::MAX_TIMEOUT) are clamped to it.
     fn set_timeout(&self, timeout: Duration);
     /// When a packet last touched the flow (its creation time if none did).
     fn last_seen(&self) -> Timestamp;
-    /// The idle deadline: `last_seen + timeout`, rounded up to the backend's tick.
+    /// The idle deadline: `last_seen + timeout`, rounded up to the backend's tick;
+    /// [`Timestamp::MAX`] for a flow that never expires.
     fn expires_at(&self) -> Timestamp;
     /// Where the flow stands.
     fn status(&self) -> FlowStatus;
@@ -140,6 +147,9 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     /// The resolution of the backend's timestamps: deadlines are rounded up to it, so a flow
     /// expires at most one tick late and never early.
     const TICK: Duration;
+    /// The longest idle timeout the backend represents. `Duration::MAX` is always accepted and
+    /// means "never expires" (such a flow is expired only by `expire(Timestamp::MAX, ..)`).
+    const MAX_TIMEOUT: Duration;
 
     /// Builds the table; backends add their own limits to the builder's checks.
     fn with_config(config: Config<K, V, Self::Hasher>) -> Result<Self, ConfigError>;
@@ -203,8 +213,12 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     fn remove(&self, key: &K) -> Option<Self::Handle>;
 
     /// Expires up to `budget` flows whose deadline is at or before `now`, from every thread's
-    /// timers; returns how many it expired. Call it from any thread, as often as suits: it never
-    /// blocks on a timer queue another thread is using.
+    /// timers; returns how many left the table in this call. Call it from any thread, as often as
+    /// suits: it never blocks on a timer queue another thread is using.
+    /// `expire(Timestamp::MAX, usize::MAX)` flushes every flow with cause `Expired`.
+    ///
+    /// In [`ExpiryMode::WhileHeld`] a due flow that some handle still holds stays (it leaves when
+    /// the last handle is dropped) and is not counted.
     fn expire(&self, now: Timestamp, budget: usize) -> usize;
 
     /// Removes every flow (cause [`Removed`](crate::RemovalCause::Removed)); returns how many.

@@ -82,7 +82,12 @@ where
         self.0.class()
     }
     fn set_class(&self, class: FlowClass) {
-        self.0.set_class(class)
+        let old = self.0.set_class(class);
+        if old != class {
+            if let Some(table) = self.0.table.upgrade() {
+                table.reclassed(&self.0, old);
+            }
+        }
     }
     fn same_flow(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -14,6 +14,7 @@
 //! take a map shard lock.
 #![forbid(unsafe_code)]
 
+mod evict;
 mod handle;
 mod map;
 mod pending;
@@ -23,19 +24,21 @@ mod timers;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
+use evict::EvictionQueues;
 pub use handle::DashFlow;
 use map::WeakMap;
 use pending::{Claim, Pending};
 use record::{Due, Exit, Record};
 use timers::{Popped, Timers};
 
+use crate::capacity::Occupancy;
 use crate::listener::{notify_each, Listener};
 use crate::stats::{Counters, Event};
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{Arc, Weak};
 use crate::{
-    Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, RemovalCause, Stats, TableFull,
-    Timestamp,
+    CapacityPolicy, Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowClass, FlowTable, GetOrInsert,
+    RemovalCause, Stats, TableFull, Timestamp,
 };
 
 /// The state every handle's record can reach (through a `Weak`).
@@ -44,9 +47,11 @@ pub(crate) struct Shared<K, V, S> {
     timers: Timers<Record<K, V, S>>,
     pending: Pending<K>,
     counters: Counters,
-    /// Flows in the table (reserved before a flow is published, released when it leaves).
-    live: AtomicUsize,
-    max_flows: usize,
+    /// Flows in the table (reserved before a flow is published, released when it leaves), the
+    /// limit, the policy at it, and emergency mode.
+    occupancy: Occupancy,
+    /// Eviction order, with `CapacityPolicy::Evict` only.
+    evict: Option<EvictionQueues<Record<K, V, S>>>,
     timeout: Duration,
     mode: ExpiryMode,
     hasher: S,
@@ -90,24 +95,70 @@ where
         }
     }
 
-    fn reserve(&self) -> bool {
-        // Relaxed is enough: the count only bounds memory; it orders nothing else.
-        self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_flows).then_some(n + 1)).is_ok()
+    /// Takes room for a new flow; at the maximum, evicts under `CapacityPolicy::Evict`.
+    fn reserve(&self, now: Timestamp) -> bool {
+        for _ in 0..8 {
+            if self.occupancy.try_reserve() {
+                return true;
+            }
+            if self.occupancy.policy() == CapacityPolicy::Reject || !self.evict_one(now) {
+                return false;
+            }
+        }
+        false
     }
 
     fn unreserve(&self) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.occupancy.release();
+    }
+
+    /// Makes room for one flow: a flow already past its deadline leaves as expired, else the least
+    /// recently seen flow of the lowest eviction class leaves as evicted. `false` if none could go.
+    fn evict_one(&self, now: Timestamp) -> bool {
+        let t = &self.timers;
+        let (n, home) = (t.len(), t.home());
+        if self.expire_queues((0..n).map(|i| ((home + i) & (n - 1), false)), now, &Budget::new(1)) == 1 {
+            self.counters.add(home, Event::Reclaimed);
+            return true;
+        }
+        let Some(queues) = &self.evict else { return false };
+        let mut discard = Vec::new();
+        let mut evicted = false;
+        while let Some((rec, class)) = queues.pop_victim(&mut discard) {
+            if rec.try_leave(RemovalCause::Evicted) {
+                let timer = self.finish_exit(&rec, RemovalCause::Evicted, true, false);
+                self.counters.add(rec.hash as usize, Event::Evicted(class));
+                self.notify(&rec, RemovalCause::Evicted);
+                discard.extend(timer);
+                evicted = true;
+                break;
+            }
+            discard.push(rec);
+        }
+        drop(discard); // outside every lock (R5)
+        evicted
     }
 
     fn new_record(self: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
         let queue = self.timers.home();
-        Arc::new(Record::new(key, value, hash, now, self.timeout, self.mode, queue, Arc::downgrade(self)))
+        let timeout = self.occupancy.timeout_for_new(self.timeout);
+        Arc::new(Record::new(key, value, hash, now, timeout, self.mode, queue, Arc::downgrade(self)))
     }
 
-    /// Files a new record's timer and counts it.
+    /// Files a new record's timer (and eviction entry) and counts it.
     fn publish(&self, rec: &Arc<Rec<K, V, S>>) {
         self.timers.push(rec.queue, Arc::clone(rec), rec.deadline_ns());
+        if let Some(q) = &self.evict {
+            q.file(rec.queue % q.len(), rec.class(), rec);
+        }
         self.counters.add(rec.hash as usize, Event::Created);
+    }
+
+    /// Moves a record to its new eviction class's queue.
+    fn reclassed(&self, rec: &Arc<Rec<K, V, S>>, from: FlowClass) {
+        if let Some(q) = &self.evict {
+            drop(q.reclass(rec.queue % q.len(), from, rec));
+        }
     }
 
     /// Finishes the exit of a record that this caller moved out of `Active` (it won `try_leave` or
@@ -126,6 +177,9 @@ where
             self.map.remove_if_same(&rec.key, Arc::as_ptr(rec));
         }
         let timer = if timer_popped { None } else { self.timers.remove(rec.queue, rec) };
+        if let Some(q) = &self.evict {
+            drop(q.unfile(rec.queue % q.len(), rec));
+        }
         self.unreserve();
         self.counters.add(rec.hash as usize, Event::Left(cause));
         timer
@@ -143,36 +197,37 @@ where
         self.notify(rec, RemovalCause::Expired);
     }
 
-    /// One expiry pass over the timer queues, starting at the caller's own.
-    fn expire_queues(&self, queues: impl Iterator<Item = (usize, bool)>, now: Timestamp, budget: usize) -> usize {
-        if budget == 0 {
-            return 0;
-        }
+    /// One expiry pass over the given timer queues (`(index, wait for its lock)`), drawing on a
+    /// budget that parallel passes may share.
+    fn expire_queues(&self, queues: impl Iterator<Item = (usize, bool)>, now: Timestamp, budget: &Budget) -> usize {
         let now_ns = now.as_nanos();
         let mut expired: Vec<Arc<Rec<K, V, S>>> = Vec::new();
         let mut released: Vec<Arc<Rec<K, V, S>>> = Vec::new();
         let mut popped = Popped { due: Vec::new() };
-        for (q, wait) in queues {
-            if expired.len() >= budget {
-                break;
-            }
+        'queues: for (q, wait) in queues {
             let Some(mut pq) = self.timers.lock(q, wait) else { continue };
             // Each popped timer is handled at most once per pass: a re-filed one is due later.
             loop {
-                let want = budget - expired.len();
+                let want = budget.claim(EXPIRE_BATCH);
+                if want == 0 {
+                    break 'queues;
+                }
                 popped.due.clear();
                 Timers::pop_due(&mut pq, now_ns, want, &mut popped);
-                if popped.due.is_empty() {
-                    break;
-                }
+                let mut used = 0;
+                let empty = popped.due.is_empty();
                 for rec in popped.due.drain(..) {
                     match rec.try_expire(now) {
                         Due::Moved(deadline) => Timers::refile(&mut pq, rec, deadline),
-                        Due::Expired => expired.push(rec),
+                        Due::Expired => {
+                            expired.push(rec);
+                            used += 1;
+                        }
                         Due::Stale | Due::Release => released.push(rec),
                     }
                 }
-                if expired.len() >= budget {
+                budget.give_back(want - used);
+                if empty {
                     break;
                 }
             }
@@ -182,10 +237,16 @@ where
             let timer = self.finish_exit(rec, RemovalCause::Expired, true, true);
             debug_assert!(timer.is_none());
         }
-        let n = expired.len();
+        let mut n = expired.len();
         notify_each(self.listener.as_ref(), expired.iter().map(|r| Exit(r, RemovalCause::Expired)));
         drop(expired);
-        drop(released); // a WhileHeld record whose last handle is gone leaves here, in its Drop
+        for rec in released {
+            // A WhileHeld record whose last handle is gone leaves here, in its `Drop`; `try_unwrap`
+            // succeeds exactly when this was the last strong reference, so the count is exact.
+            if let Ok(rec) = Arc::try_unwrap(rec) {
+                n += usize::from(rec.status() == crate::FlowStatus::Active);
+            }
+        }
         n
     }
 
@@ -287,6 +348,30 @@ where
     }
 }
 
+/// How many timers an expiry pass pops at a time before drawing on its budget again.
+const EXPIRE_BATCH: usize = 64;
+
+/// An expiry budget that several passes (rayon tasks) can draw on.
+struct Budget(AtomicUsize);
+
+impl Budget {
+    fn new(n: usize) -> Self {
+        Budget(AtomicUsize::new(n))
+    }
+    /// Takes up to `max` from the budget; returns what it got.
+    fn claim(&self, max: usize) -> usize {
+        // Relaxed: the budget bounds work; it publishes nothing.
+        match self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b - b.min(max))) {
+            Ok(b) | Err(b) => b.min(max),
+        }
+    }
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
 enum Published<K, V, S> {
     Existing(Arc<Rec<K, V, S>>),
     Placed(Option<Arc<Rec<K, V, S>>>),
@@ -304,7 +389,7 @@ struct ClaimGuard<'a, K: Eq, V, S> {
 impl<K: Eq, V, S> Drop for ClaimGuard<'_, K, V, S> {
     fn drop(&mut self) {
         if self.reserved {
-            self.shared.live.fetch_sub(1, Ordering::Relaxed);
+            self.shared.occupancy.release();
         }
         self.shared.pending.release(self.hash, &self.waiter);
     }
@@ -320,6 +405,7 @@ where
     type Hasher = S;
     const NAME: &'static str = "dashmap";
     const TICK: Duration = Duration::from_micros(1);
+    const MAX_TIMEOUT: Duration = Duration::from_nanos(u64::MAX);
 
     fn with_config(config: Config<K, V, S>) -> Result<Self, ConfigError> {
         let shards = config.shards;
@@ -329,8 +415,8 @@ where
             timers: Timers::new(queues),
             pending: Pending::new(shards),
             counters: Counters::new(shards),
-            live: AtomicUsize::new(0),
-            max_flows: config.max_flows,
+            occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+            evict: (config.capacity_policy == CapacityPolicy::Evict).then(|| EvictionQueues::new(queues)),
             timeout: config.idle_timeout,
             mode: config.expiry_mode,
             hasher: config.hasher,
@@ -383,9 +469,9 @@ where
             }
         };
         let mut guard = ClaimGuard { shared: sh, hash, waiter, reserved: false };
-        if !sh.reserve() {
+        if !sh.reserve(now) {
             sh.counters.add(hash as usize, Event::RejectedFull);
-            return Err(TableFull { max_flows: sh.max_flows });
+            return Err(TableFull { max_flows: sh.occupancy.max() });
         }
         guard.reserved = true;
         let value = init(); // no lock held; a panic here runs the guard
@@ -413,13 +499,12 @@ where
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
         let sh = &self.shared;
         let hash = self.hash_key(&key);
-        if !sh.reserve() {
-            // Full, unless this replaces a live flow (which does not grow the table).
-            if sh.lookup(&key, now).is_none() {
-                sh.counters.add(hash as usize, Event::RejectedFull);
-                return Err(TableFull { max_flows: sh.max_flows });
-            }
-            sh.live.fetch_add(1, Ordering::Relaxed);
+        if sh.lookup(&key, now).is_some() {
+            // A replacement does not grow the table: allowed at the maximum, never evicts.
+            sh.occupancy.force_reserve();
+        } else if !sh.reserve(now) {
+            sh.counters.add(hash as usize, Event::RejectedFull);
+            return Err(TableFull { max_flows: sh.occupancy.max() });
         }
         let rec = sh.new_record(key, value, hash, now);
         let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
@@ -436,7 +521,7 @@ where
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let t = &self.shared.timers;
         let (n, home) = (t.len(), t.home());
-        self.shared.expire_queues((0..n).map(|i| ((home + i) & (n - 1), i == 0)), now, budget)
+        self.shared.expire_queues((0..n).map(|i| ((home + i) & (n - 1), i == 0)), now, &Budget::new(budget))
     }
 
     fn clear(&self) -> usize {
@@ -444,11 +529,13 @@ where
     }
 
     fn len(&self) -> usize {
-        self.shared.live.load(Ordering::Relaxed)
+        self.shared.occupancy.live()
     }
 
     fn stats(&self) -> Stats {
-        self.shared.counters.snapshot(self.len())
+        let mut s = self.shared.counters.snapshot(self.len());
+        s.emergency = self.shared.occupancy.in_emergency();
+        s
     }
 
     fn for_each<F: FnMut(&Self::Handle)>(&self, now: Timestamp, mut f: F) {
@@ -462,13 +549,10 @@ where
     #[cfg(feature = "rayon")]
     fn par_expire(&self, now: Timestamp, budget: usize) -> usize {
         use rayon::prelude::*;
-        let n = self.shared.timers.len();
-        (0..n)
+        let shared_budget = Budget::new(budget);
+        (0..self.shared.timers.len())
             .into_par_iter()
-            .map(|q| {
-                let share = budget / n + usize::from(q < budget % n);
-                self.shared.expire_queues(std::iter::once((q, true)), now, share)
-            })
+            .map(|q| self.shared.expire_queues(std::iter::once((q, true)), now, &shared_budget))
             .sum()
     }
 
@@ -480,6 +564,16 @@ where
                 f(&DashFlow(rec));
             }
         });
+    }
+}
+
+impl<K, V, S> std::fmt::Debug for DashFlowTable<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashFlowTable")
+            .field("occupancy", &self.shared.occupancy)
+            .field("timeout", &self.shared.timeout)
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
     }
 }
 

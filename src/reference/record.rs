@@ -133,19 +133,32 @@ impl<K, V, S> Record<K, V, S> {
         FlowClass::from_bits(self.flags.load(Ordering::Relaxed) >> 1)
     }
 
-    pub(crate) fn set_class(&self, class: FlowClass) {
-        let _ = self
+    /// Sets the class; returns the previous one.
+    pub(crate) fn set_class(&self, class: FlowClass) -> FlowClass {
+        let old = self
             .flags
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| Some((f & MODE_WHILE_HELD) | ((class as u8) << 1)));
+        match old {
+            Ok(f) | Err(f) => FlowClass::from_bits(f >> 1),
+        }
+    }
+
+    /// Last seen, in microseconds (the eviction queues' order).
+    pub(super) fn last_seen_us(&self) -> u64 {
+        last_seen_us(self.state.load(Ordering::Acquire))
     }
 
     pub(crate) fn set_timeout(&self, timeout: Duration) {
+        // `duration_nanos` saturates: `Duration::MAX` (never) becomes a deadline of u64::MAX.
         self.timeout_ns.store(duration_nanos(timeout), Ordering::Relaxed);
     }
 
     /// Whether `get` may hand this flow out at `now` (invariant R1).
     pub(super) fn is_visible(&self, now: Timestamp) -> bool {
-        let w = self.state.load(Ordering::Acquire);
+        self.visible_in(self.state.load(Ordering::Acquire), now)
+    }
+
+    fn visible_in(&self, w: u64, now: Timestamp) -> bool {
         if w & STATUS_MASK != FlowStatus::Active as u64 {
             return false;
         }
@@ -157,7 +170,7 @@ impl<K, V, S> Record<K, V, S> {
         let t = ceil_us(now);
         let mut w = self.state.load(Ordering::Acquire);
         loop {
-            if w & STATUS_MASK != FlowStatus::Active as u64 {
+            if !self.visible_in(w, now) {
                 return false;
             }
             if last_seen_us(w) >= t {
@@ -228,6 +241,18 @@ impl<K, V, S> Record<K, V, S> {
         }
         *w = (*w & !STATUS_MASK) | FlowStatus::Expired as u64;
         true
+    }
+}
+
+impl<K, V, S> super::evict::Evictable for Record<K, V, S> {
+    fn is_active(&self) -> bool {
+        self.status() == FlowStatus::Active
+    }
+    fn class_now(&self) -> FlowClass {
+        self.class()
+    }
+    fn seen(&self) -> u64 {
+        self.last_seen_us()
     }
 }
 

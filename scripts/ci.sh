@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The one command that runs everything CI runs (the README's test command; .ci/run calls it).
+#
+#   scripts/ci.sh            # everything
+#   scripts/ci.sh quick      # fmt, clippy, tests of the default configuration only
+#
+# Stages: format check, clippy with -D warnings, the test suites for each backend configuration
+# (unit, conformance, differential, doc tests, pipeline equivalence with tshark's reference), the
+# loom models, the sanitizer runs and a short fuzz run, as each exists. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-full}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+have_feature() { grep -qE "^$1 = " Cargo.toml; }
+
+step "toolchain"
+cargo --version
+rustc --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Backend configurations: each backend alone, then all features together.
+configs=("--no-default-features --features dashmap")
+if have_feature compact; then configs+=("--no-default-features --features compact"); fi
+configs+=("--all-features")
+
+for cfg in "${configs[@]}"; do
+  step "tests: flowtable $cfg"
+  # shellcheck disable=SC2086
+  cargo test -p flowtable $cfg
+  [ "$mode" = quick ] && break
+done
+
+if [ "$mode" = quick ]; then
+  echo "quick run: done"
+  exit 0
+fi
+
+if [ -d pipeline ]; then
+  step "tests: pipeline (tshark equivalence on every capture in ../shared/traces, bad input)"
+  cargo test --release -p flowtable-pipeline
+fi
+
+if [ -d loom-tests ]; then
+  step "loom models"
+  bash scripts/loom.sh
+fi
+
+if [ -x scripts/sanitizers.sh ]; then
+  step "sanitizers"
+  bash scripts/sanitizers.sh
+fi
+
+if [ -x scripts/fuzz.sh ]; then
+  step "fuzz (short)"
+  bash scripts/fuzz.sh
+fi
+
+step "all stages passed"

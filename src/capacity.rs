@@ -1,0 +1,146 @@
+//! Capacity: the maximum number of flows, what happens at it, and the emergency mode.
+//!
+//! Shared by every backend: the occupancy count, the watermark logic and the policy live here once.
+//!
+//! - [`CapacityPolicy::Reject`] (default): a new flow at the maximum gets
+//!   [`TableFull`](crate::TableFull); every existing flow is left untouched.
+//! - [`CapacityPolicy::Evict`]: the table makes room, in a fixed order: a flow already past its
+//!   deadline (it leaves as `Expired`), else the least recently seen
+//!   [`Embryonic`](crate::FlowClass::Embryonic) flow, else the least recently seen
+//!   [`Closing`](crate::FlowClass::Closing) one, else the least recently seen
+//!   [`Established`](crate::FlowClass::Established) one (these leave as `Evicted`). This is
+//!   conntrack's early drop and Snort's pruning order; an established flow that keeps receiving
+//!   packets is never evicted while an embryonic one exists.
+//! - [`Emergency`] mode: above a high watermark new flows get a shorter idle timeout, until the
+//!   table drains below a low watermark (as Suricata does under a flood).
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// What a table does with a new flow when it holds its maximum number of flows.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum CapacityPolicy {
+    /// Refuse it with `TableFull`.
+    #[default]
+    Reject,
+    /// Evict a flow to make room (see the [module documentation](self) for the order).
+    Evict,
+}
+
+/// Emergency mode: from `high` live flows on, new flows get `timeout` as their idle timeout, until
+/// the table drains to `low` live flows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Emergency {
+    /// Live flows at which emergency mode starts.
+    pub high: usize,
+    /// Live flows at which it ends (below `high`).
+    pub low: usize,
+    /// The idle timeout of flows created during emergency mode.
+    pub timeout: Duration,
+}
+
+/// The live-flow count with its limit and the emergency state.
+#[derive(Debug)]
+pub(crate) struct Occupancy {
+    live: AtomicUsize,
+    max: usize,
+    policy: CapacityPolicy,
+    emergency: Option<Emergency>,
+    in_emergency: AtomicBool,
+}
+
+impl Occupancy {
+    pub(crate) fn new(max: usize, policy: CapacityPolicy, emergency: Option<Emergency>) -> Self {
+        Occupancy { live: AtomicUsize::new(0), max, policy, emergency, in_emergency: AtomicBool::new(false) }
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    pub(crate) fn policy(&self) -> CapacityPolicy {
+        self.policy
+    }
+
+    /// Flows in the table.
+    pub(crate) fn live(&self) -> usize {
+        // Relaxed: a count; it publishes no data.
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Takes room for one flow; `false` at the maximum.
+    pub(crate) fn try_reserve(&self) -> bool {
+        let ok = self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1));
+        if let (Ok(n), Some(e)) = (ok, self.emergency) {
+            if n + 1 >= e.high {
+                self.in_emergency.store(true, Ordering::Relaxed);
+            }
+        }
+        ok.is_ok()
+    }
+
+    /// Takes room for one flow even at the maximum (a replacement that frees one right after).
+    pub(crate) fn force_reserve(&self) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives back the room of one flow.
+    pub(crate) fn release(&self) {
+        let n = self.live.fetch_sub(1, Ordering::Relaxed) - 1;
+        if let Some(e) = self.emergency {
+            if n <= e.low {
+                self.in_emergency.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether emergency mode is on.
+    pub(crate) fn in_emergency(&self) -> bool {
+        self.in_emergency.load(Ordering::Relaxed)
+    }
+
+    /// The idle timeout for a flow created now.
+    pub(crate) fn timeout_for_new(&self, normal: Duration) -> Duration {
+        match self.emergency {
+            Some(e) if self.in_emergency() => e.timeout.min(normal),
+            _ => normal,
+        }
+    }
+}
+
+#[cfg(all(test, not(flowtable_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermarks_switch_emergency_mode_with_hysteresis() {
+        let e = Emergency { high: 8, low: 4, timeout: Duration::from_secs(1) };
+        let o = Occupancy::new(10, CapacityPolicy::Reject, Some(e));
+        let normal = Duration::from_secs(60);
+        for _ in 0..7 {
+            assert!(o.try_reserve());
+        }
+        assert_eq!(o.timeout_for_new(normal), normal);
+        assert!(o.try_reserve()); // 8 live: on
+        assert_eq!(o.timeout_for_new(normal), Duration::from_secs(1));
+        for _ in 0..3 {
+            o.release(); // 5 live: still on (hysteresis)
+        }
+        assert!(o.in_emergency());
+        o.release(); // 4 live: off
+        assert!(!o.in_emergency());
+        assert!(o.try_reserve() && o.try_reserve() && o.try_reserve());
+        assert_eq!(o.live(), 7);
+    }
+
+    #[test]
+    fn reserve_stops_at_the_maximum() {
+        let o = Occupancy::new(2, CapacityPolicy::Reject, None);
+        assert!(o.try_reserve() && o.try_reserve());
+        assert!(!o.try_reserve());
+        o.release();
+        assert!(o.try_reserve());
+    }
+}

@@ -1,0 +1,201 @@
+//! Overload and adversarial traffic: capacity policies, eviction order, emergency mode, floods,
+//! expiry storms and hash flooding. Generic over the backends that implement every capacity policy.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::*;
+use flowtable::{
+    CapacityPolicy, ConfigError, Emergency, FlowClass, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, RemovalCause,
+};
+
+overload_backend_tests!(
+    eviction_follows_the_fixed_order,
+    expired_flows_are_reclaimed_first,
+    emergency_mode_shortens_new_timeouts,
+    flood_never_evicts_busy_established_flows,
+    expiry_storm_is_bounded_per_call,
+);
+
+fn evicting(max: usize) -> (FlowTableBuilder<FlowKeyV4, u64>, Log<u64>) {
+    let (b, log) = logged::<u64>();
+    (b.max_flows(max).capacity_policy(CapacityPolicy::Evict).idle_timeout(secs(600)), log)
+}
+
+fn eviction_follows_the_fixed_order<B: Backend>() {
+    let (b, log) = evicting(6);
+    let t = build::<B, u64>(b).unwrap();
+    // Two flows of each class; within a class the first is seen less recently.
+    let classes = [FlowClass::Established, FlowClass::Closing, FlowClass::Embryonic];
+    let mut id = 0;
+    for (ci, class) in classes.iter().enumerate() {
+        for j in 0..2 {
+            let f = t.get_or_insert_with(key(id), ms(1_000 * (ci as u64 * 2 + j)), || u64::from(id)).unwrap().flow;
+            f.set_class(*class);
+            id += 1;
+        }
+    }
+    // Established flow 0 is the least recently seen of all, but it goes last.
+    let mut order = Vec::new();
+    for n in 0..6u32 {
+        let r = t.get_or_insert_with(key(100 + n), ms(20_000 + u64::from(n)), || 100 + u64::from(n)).unwrap();
+        assert!(r.created);
+        r.flow.set_class(FlowClass::Established); // new flows are answered at once here
+        order.push(log.lock().unwrap().last().copied().unwrap());
+    }
+    // Embryonic 4, 5, then closing 2, 3, then established by recency: 0, 1.
+    let want: Vec<(u64, RemovalCause)> = [4, 5, 2, 3, 0, 1].iter().map(|&i| (i, RemovalCause::Evicted)).collect();
+    assert_eq!(order, want);
+    let s = t.stats();
+    assert_eq!((s.evicted, s.evicted_embryonic, s.evicted_closing, s.evicted_established), (6, 2, 2, 2));
+    assert_eq!(s.rejected_full, 0);
+    assert_eq!(t.len(), 6);
+}
+
+fn expired_flows_are_reclaimed_first<B: Backend>() {
+    let (b, log) = evicting(3);
+    let t = build::<B, u64>(b).unwrap();
+    for i in 0..3 {
+        t.get_or_insert_with(key(i), ms(0), || u64::from(i)).unwrap();
+    }
+    t.get(&key(1), ms(0)).unwrap().set_timeout(secs(5));
+    // At 10 s, flow 1 is past its deadline: it goes (as expired), not an embryonic flow.
+    assert!(t.get_or_insert_with(key(9), ms(10_000), || 9).unwrap().created);
+    assert_eq!(causes(&log), vec![(1, RemovalCause::Expired)]);
+    let s = t.stats();
+    assert_eq!((s.reclaimed_expired, s.expired, s.evicted), (1, 1, 0));
+    // Then the least recently seen embryonic flow.
+    assert!(t.get_or_insert_with(key(10), ms(10_001), || 10).unwrap().created);
+    assert_eq!(log.lock().unwrap().last(), Some(&(0, RemovalCause::Evicted)));
+}
+
+fn emergency_mode_shortens_new_timeouts<B: Backend>() {
+    let (b, _log) = logged::<u64>();
+    assert!(matches!(
+        build::<B, u64>(logged::<u64>().0.max_flows(10).emergency(4, 8, secs(1))).err(),
+        Some(ConfigError::BadWatermarks(Emergency { high: 4, low: 8, .. }))
+    ));
+    let t = build::<B, u64>(b.max_flows(10).idle_timeout(secs(60)).emergency(8, 4, secs(2))).unwrap();
+    let mut hs = Vec::new();
+    for i in 0..10 {
+        hs.push(t.get_or_insert_with(key(i), ms(0), || u64::from(i)).unwrap().flow);
+    }
+    // Flows created from the 8th on (high watermark) get the emergency timeout.
+    let timeouts: Vec<u64> = hs.iter().map(|h| h.timeout().as_secs()).collect();
+    assert_eq!(timeouts, [60, 60, 60, 60, 60, 60, 60, 2, 2, 2]);
+    assert!(t.stats().emergency);
+    assert_eq!(t.expire(ms(2_000), 100), 3);
+    assert!(t.stats().emergency, "7 live: still above the low watermark");
+    for i in 0..3 {
+        t.remove(&key(i)).unwrap();
+    }
+    assert!(!t.stats().emergency, "4 live: drained to the low watermark");
+    assert_eq!(t.get_or_insert_with(key(50), ms(2_000), || 50).unwrap().flow.timeout(), secs(60));
+}
+
+fn flood_never_evicts_busy_established_flows<B: Backend>() {
+    // Two threads: one floods ten times the maximum in new keys (a SYN flood), the other keeps a
+    // set of established flows busy. Every established flow survives and stays findable, and the
+    // table never holds more than its maximum.
+    let max = 2_000usize;
+    let established = 500u32;
+    let evicted_established = Arc::new(Mutex::new(Vec::new()));
+    let ee = Arc::clone(&evicted_established);
+    let t = build::<B, u64>(
+        FlowTableBuilder::new()
+            .shards(8)
+            .max_flows(max)
+            .capacity_policy(CapacityPolicy::Evict)
+            .idle_timeout(secs(300))
+            .listener(move |ev| {
+                if *ev.value < 1_000_000 {
+                    ee.lock().unwrap().push(*ev.value);
+                }
+            }),
+    )
+    .unwrap();
+    for i in 0..established {
+        let f = t.get_or_insert_with(key(i), ms(0), || u64::from(i)).unwrap().flow;
+        f.set_class(FlowClass::Established);
+    }
+    let clock = AtomicUsize::new(1);
+    let done = AtomicBool::new(false);
+    let peak = AtomicUsize::new(0);
+    thread::scope(|s| {
+        s.spawn(|| {
+            for n in 0..(10 * max as u32) {
+                let now = ms(clock.fetch_add(1, Ordering::Relaxed) as u64);
+                let r = t.get_or_insert_with(key(1_000_000 + n), now, || 1_000_000 + u64::from(n));
+                assert!(r.is_ok(), "the evicting table refused a new flow");
+                peak.fetch_max(t.len(), Ordering::Relaxed);
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                for i in 0..established {
+                    let now = ms(clock.load(Ordering::Relaxed) as u64);
+                    let f = t.get(&key(i), now).expect("an established flow disappeared");
+                    assert!(f.touch(now));
+                }
+            }
+        });
+    });
+    assert!(evicted_established.lock().unwrap().is_empty(), "established flows were evicted");
+    assert!(peak.load(Ordering::Relaxed) <= max, "the table grew past its maximum");
+    assert_eq!(t.len(), max);
+    let s = t.stats();
+    assert_eq!(s.evicted_established, 0);
+    assert!(s.evicted_embryonic >= (9 * max) as u64, "{s:?}");
+}
+
+fn expiry_storm_is_bounded_per_call<B: Backend>() {
+    // Many flows due in the same tick: each call does at most `budget` expirations, and repeated
+    // calls drain the storm completely.
+    let n = 50_000u32;
+    let t = build::<B, u64>(FlowTableBuilder::new().shards(16).idle_timeout(secs(30))).unwrap();
+    for i in 0..n {
+        t.get_or_insert_with(key(i), ms(0), || u64::from(i)).unwrap();
+    }
+    let mut calls = 0;
+    loop {
+        let k = t.expire(ms(30_000), 1_000);
+        assert!(k <= 1_000);
+        if k == 0 {
+            break;
+        }
+        calls += 1;
+    }
+    assert_eq!(calls, n as usize / 1_000);
+    assert!(t.is_empty());
+}
+
+/// Keys crafted to collide under a fixed-seed hasher (all in one shard and one bucket group) are
+/// spread out under the default, randomly seeded hasher.
+#[test]
+fn hash_flooding_keys_do_not_cluster_under_the_default_hasher() {
+    let fixed = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    let target = fixed.hash_one(key(0)) >> 52; // top 12 bits: shard and first probe group
+    let mut crafted = Vec::new();
+    let mut i = 1u32;
+    while crafted.len() < 200 {
+        let k = key(i);
+        if fixed.hash_one(k) >> 52 == target {
+            crafted.push(k);
+        }
+        i += 1;
+    }
+    let default = flowtable::hash::default_hasher();
+    let buckets: HashSet<u64> = crafted.iter().map(|k| default.hash_one(k) >> 52).collect();
+    // 200 keys in 4096 buckets: random placement gives ~195 distinct; an attack would give 1.
+    assert!(buckets.len() > 150, "crafted keys still cluster: {} buckets", buckets.len());
+    let mut shards = [0usize; 16];
+    for k in &crafted {
+        shards[(default.hash_one(k) >> 60) as usize] += 1;
+    }
+    assert!(shards.iter().all(|&c| c < 40), "a shard got {shards:?}");
+}
