@@ -6,7 +6,8 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use super::id::{self, timew};
-use super::rc::RecordRef;
+use super::rc::{Record, RecordRef};
+use super::shard::Palette;
 use crate::{ExpiryMode, FlowClass, FlowHandle, FlowStatus, Timestamp};
 
 /// A handle to a flow of a [`CompactFlowTable`](super::CompactFlowTable): one pointer to the flow's
@@ -43,8 +44,8 @@ impl<K, V> CompactFlow<K, V> {
     fn word(&self) -> u64 {
         self.0.record().time_word()
     }
-    fn expand(&self, t: u32) -> Timestamp {
-        id::expand(t, self.0.shard().0.common.clock())
+    fn palette(&self) -> &Palette {
+        &self.0.shard().0.common.palette
     }
 }
 
@@ -63,24 +64,26 @@ where
     }
     #[inline]
     fn touch(&self, now: Timestamp) -> bool {
-        self.0.record().touch(id::tick_ceil(now))
+        self.0.record().touch(id::ms_ceil(now), id::ms_floor(now), self.palette())
     }
     fn timeout(&self) -> Duration {
-        Duration::from_millis(u64::from(timew::timeout(self.word())))
+        id::timeout_duration(self.palette().get(timew::tmo(self.word())))
     }
     fn set_timeout(&self, timeout: Duration) {
-        let t = id::timeout_ticks(timeout);
-        let old = self.0.record().update_time(|w| Some(timew::with_timeout(w, t)));
+        let pal = self.palette();
+        let ms = id::timeout_ms(timeout);
+        let i = pal.index(ms);
+        let old = self.0.record().update_time(|w| Some(timew::with_tmo(w, i)));
         // A shorter timeout brings the timer forward now (lazy re-filing only moves timers later).
-        if old.is_ok_and(|w| t < timew::timeout(w)) {
+        if old.is_ok_and(|w| pal.get(i) < pal.get(timew::tmo(w))) {
             self.0.shard().0.advance(&self.0);
         }
     }
     fn last_seen(&self) -> Timestamp {
-        self.expand(timew::last(self.word()))
+        Timestamp::from_millis(timew::last(self.word()))
     }
     fn expires_at(&self) -> Timestamp {
-        self.expand(timew::deadline(self.word()))
+        id::deadline_ts(Record::<K, V>::deadline_of(self.word(), self.palette()))
     }
     fn status(&self) -> FlowStatus {
         id::public_status(timew::status(self.word()))

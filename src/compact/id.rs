@@ -9,51 +9,72 @@ use std::time::Duration;
 
 use crate::{FlowClass, FlowStatus, Timestamp};
 
-// === ticks ===
+// === time ===
 
-/// The tick: 1 ms. Deadlines are kept in `u32` ticks (wrapping every 49.7 days).
+/// The tick: 1 ms. Times are kept in whole milliseconds since the caller's epoch (50 bits, 35,000
+/// years); deadlines are `u64` milliseconds, `u64::MAX` meaning never.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 const TICK_NS: u64 = 1_000_000;
+/// The largest last-seen time a record stores.
+pub(crate) const LAST_MAX: u64 = (1 << LAST_BITS) - 1;
+const LAST_BITS: u32 = 50;
+/// A deadline that never comes (timeout `Duration::MAX`).
+pub(crate) const NEVER: u64 = u64::MAX;
+/// The longest finite timeout (longer ones are clamped to it; `Duration::MAX` means never).
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_millis(1 << 52);
 
-/// `now` rounded up to a tick (used to stamp last-seen: a flow never expires early).
+/// `now` rounded up to a tick (to stamp last-seen: a flow never expires early).
 #[inline]
-pub(crate) fn tick_ceil(now: Timestamp) -> u32 {
-    now.as_nanos().div_ceil(TICK_NS) as u32
+pub(crate) fn ms_ceil(now: Timestamp) -> u64 {
+    now.as_nanos().div_ceil(TICK_NS).min(LAST_MAX)
 }
 
-/// `now` rounded down to a tick (used to compare with deadlines: `d > now` iff `d > floor(now)`).
+/// `now` rounded down to a tick (to compare with deadlines: `d > now` iff `d > floor(now)`).
+/// `Timestamp::MAX` is after every deadline, the never-deadline included.
 #[inline]
-pub(crate) fn tick_floor(now: Timestamp) -> u32 {
-    (now.as_nanos() / TICK_NS) as u32
+pub(crate) fn ms_floor(now: Timestamp) -> u64 {
+    if now == Timestamp::MAX {
+        u64::MAX
+    } else {
+        now.as_nanos() / TICK_NS
+    }
 }
 
-/// Whether tick `a` is after tick `b` (wraparound-safe while they are within 2^31 ticks).
+/// A timeout in whole ticks, rounded up (at least 1); `NEVER` for `Duration::MAX`.
+pub(crate) fn timeout_ms(d: Duration) -> u64 {
+    if d == Duration::MAX {
+        return NEVER;
+    }
+    let t = d.min(MAX_TIMEOUT).as_nanos().div_ceil(u128::from(TICK_NS));
+    (t as u64).max(1)
+}
+
+/// The deadline of a flow last seen at `last` with timeout `timeout` (ms).
 #[inline]
-pub(crate) fn after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
+pub(crate) fn deadline(last: u64, timeout: u64) -> u64 {
+    if timeout == NEVER {
+        NEVER
+    } else {
+        last.saturating_add(timeout).min(NEVER - 1)
+    }
 }
 
-/// The longest timeout a record can hold: `TIMEOUT_BITS` bits of ticks (18.6 hours).
-pub(crate) const MAX_TIMEOUT_TICKS: u32 = (1 << TIMEOUT_BITS) - 1;
-
-/// A timeout in whole ticks, rounded up and clamped to [`MAX_TIMEOUT_TICKS`] (at least 1).
-pub(crate) fn timeout_ticks(d: Duration) -> u32 {
-    let t = d.as_nanos().div_ceil(u128::from(TICK_NS));
-    t.clamp(1, u128::from(MAX_TIMEOUT_TICKS)) as u32
+/// A deadline as a timestamp.
+pub(crate) fn deadline_ts(d: u64) -> Timestamp {
+    if d == NEVER {
+        Timestamp::MAX
+    } else {
+        Timestamp::from_millis(d)
+    }
 }
 
-/// The longest timeout, as a `Duration`.
-pub(crate) fn max_timeout() -> Duration {
-    Duration::from_millis(u64::from(MAX_TIMEOUT_TICKS))
-}
-
-/// Tick `t` expanded to a full timestamp, using `reference_ns` (a recent time of the table) to
-/// recover the bits the `u32` dropped.
-pub(crate) fn expand(t: u32, reference_ns: u64) -> Timestamp {
-    let r = reference_ns / TICK_NS;
-    let delta = t.wrapping_sub(r as u32) as i32;
-    let full = (r as i64).saturating_add(i64::from(delta)).max(0) as u64;
-    Timestamp::from_nanos(full.saturating_mul(TICK_NS))
+/// A timeout as a duration.
+pub(crate) fn timeout_duration(t: u64) -> Duration {
+    if t == NEVER {
+        Duration::MAX
+    } else {
+        Duration::from_millis(t)
+    }
 }
 
 // === slot word ===
@@ -141,20 +162,20 @@ pub(crate) mod refw {
 
 // === time word ===
 
-const TIMEOUT_BITS: u32 = 26;
-
-/// A record's time word: `last_seen:32 | status:3 | while_held:1 | class:2 | timeout:26`.
+/// A record's time word: `last_seen:50 | status:3 | while_held:1 | class:2 | timeout:8`, where
+/// `timeout` indexes the table's timeout palette ([`Palette`](super::shard::Palette)).
 ///
 /// Every status change and every touch is a compare-and-swap on this one word (C4).
 pub(crate) mod timew {
-    use super::TIMEOUT_BITS;
-    pub(crate) const STATUS_SHIFT: u32 = 32;
+    use super::LAST_BITS;
+    const LAST_MASK: u64 = (1 << LAST_BITS) - 1;
+    pub(crate) const STATUS_SHIFT: u32 = 50;
     pub(crate) const STATUS_MASK: u64 = 7 << STATUS_SHIFT;
-    pub(crate) const HELD_BIT: u64 = 1 << 35;
-    pub(crate) const CLASS_SHIFT: u32 = 36;
+    pub(crate) const HELD_BIT: u64 = 1 << 53;
+    pub(crate) const CLASS_SHIFT: u32 = 54;
     pub(crate) const CLASS_MASK: u64 = 3 << CLASS_SHIFT;
-    pub(crate) const TIMEOUT_SHIFT: u32 = 38;
-    pub(crate) const TIMEOUT_MASK: u64 = ((1 << TIMEOUT_BITS) - 1) << TIMEOUT_SHIFT;
+    pub(crate) const TIMEOUT_SHIFT: u32 = 56;
+    pub(crate) const TIMEOUT_MASK: u64 = 0xFF << TIMEOUT_SHIFT;
 
     /// Internal statuses beyond [`FlowStatus`](crate::FlowStatus)'s five.
     pub(crate) const ACTIVE: u64 = 0;
@@ -164,39 +185,36 @@ pub(crate) mod timew {
     pub(crate) const CANCELLED: u64 = 6;
 
     #[inline]
-    pub(crate) fn last(w: u64) -> u32 {
-        w as u32
+    pub(crate) fn last(w: u64) -> u64 {
+        w & LAST_MASK
     }
     #[inline]
     pub(crate) fn status(w: u64) -> u64 {
         (w & STATUS_MASK) >> STATUS_SHIFT
     }
+    /// The palette index of the timeout.
     #[inline]
-    pub(crate) fn timeout(w: u64) -> u32 {
-        ((w & TIMEOUT_MASK) >> TIMEOUT_SHIFT) as u32
+    pub(crate) fn tmo(w: u64) -> u8 {
+        (w >> TIMEOUT_SHIFT) as u8
     }
     #[inline]
-    pub(crate) fn deadline(w: u64) -> u32 {
-        last(w).wrapping_add(timeout(w))
-    }
-    #[inline]
-    pub(crate) fn with_last(w: u64, t: u32) -> u64 {
-        (w & !0xFFFF_FFFF) | u64::from(t)
+    pub(crate) fn with_last(w: u64, t: u64) -> u64 {
+        (w & !LAST_MASK) | t
     }
     #[inline]
     pub(crate) fn with_status(w: u64, s: u64) -> u64 {
         (w & !STATUS_MASK) | (s << STATUS_SHIFT)
     }
     #[inline]
-    pub(crate) fn with_timeout(w: u64, t: u32) -> u64 {
+    pub(crate) fn with_tmo(w: u64, t: u8) -> u64 {
         (w & !TIMEOUT_MASK) | (u64::from(t) << TIMEOUT_SHIFT)
     }
     #[inline]
     pub(crate) fn with_class(w: u64, c: u8) -> u64 {
         (w & !CLASS_MASK) | (u64::from(c) << CLASS_SHIFT)
     }
-    pub(crate) fn new(last: u32, status: u64, held: bool, timeout: u32) -> u64 {
-        let w = u64::from(last) | (status << STATUS_SHIFT) | (u64::from(timeout) << TIMEOUT_SHIFT);
+    pub(crate) fn new(last: u64, status: u64, held: bool, tmo: u8) -> u64 {
+        let w = (last & LAST_MASK) | (status << STATUS_SHIFT) | (u64::from(tmo) << TIMEOUT_SHIFT);
         if held {
             w | HELD_BIT
         } else {
@@ -241,22 +259,23 @@ mod tests {
     }
 
     #[test]
-    fn ticks_wrap_safely() {
-        assert!(after(5, u32::MAX - 3));
-        assert!(!after(u32::MAX - 3, 5));
-        let t = Timestamp::from_millis(u64::from(u32::MAX) + 10);
-        assert_eq!(expand(tick_ceil(t), t.as_nanos() - 5_000_000), t);
-        assert_eq!(tick_ceil(Timestamp::from_nanos(1)), 1);
-        assert_eq!(tick_floor(Timestamp::from_nanos(999_999)), 0);
+    fn ticks_round_the_right_way() {
+        assert_eq!(ms_ceil(Timestamp::from_nanos(1)), 1);
+        assert_eq!(ms_floor(Timestamp::from_nanos(999_999)), 0);
+        assert_eq!(ms_floor(Timestamp::MAX), u64::MAX);
+        assert_eq!(timeout_ms(Duration::MAX), NEVER);
+        assert_eq!(deadline(5, NEVER), NEVER);
+        assert_eq!(deadline_ts(deadline(1_000, 30_000)), Timestamp::from_millis(31_000));
     }
 
     #[test]
     fn time_word_fields_are_independent() {
-        let w = timew::new(77, timew::PENDING, true, MAX_TIMEOUT_TICKS);
-        assert_eq!((timew::last(w), timew::status(w), timew::timeout(w)), (77, timew::PENDING, MAX_TIMEOUT_TICKS));
+        let w = timew::new(LAST_MAX, timew::PENDING, true, 255);
+        assert_eq!((timew::last(w), timew::status(w), timew::tmo(w)), (LAST_MAX, timew::PENDING, 255));
         assert!(w & timew::HELD_BIT != 0);
         let w = timew::with_class(timew::with_status(w, timew::ACTIVE), 2);
         assert_eq!(class(w), FlowClass::Established);
-        assert_eq!(timew::timeout(w), MAX_TIMEOUT_TICKS);
+        assert_eq!(timew::tmo(w), 255);
+        assert_eq!(timew::last(timew::with_last(w, 7)), 7);
     }
 }

@@ -26,14 +26,15 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 pub use handle::CompactFlow;
-use shard::{Common, Defaults, Shard};
+use shard::{Common, Defaults, Palette, Shard};
 
 use crate::hash::shard_of;
 use crate::stats::Counters;
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::capacity::Occupancy;
+use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{
-    Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, Stats, TableFull, Timestamp,
+    CapacityPolicy, Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, Stats, TableFull, Timestamp,
 };
 use arena::ShardPtr;
 
@@ -46,8 +47,8 @@ const BATCH: usize = 16;
 /// [`FlowKeyV4`](crate::FlowKeyV4) and an 8-byte value) and `design/concurrency.md` for the
 /// protocol.
 ///
-/// Limits: idle timeouts up to 2^26 ms (18.6 hours); at most 2^28 - 2 records per shard; `u32`
-/// millisecond ticks, so `now` must not jump by more than 24 days between calls that see a flow.
+/// Limits: at most 2^28 - 2 records per shard; at most 256 distinct timeouts per table (more map
+/// to the nearest longer one); [`CapacityPolicy::Reject`] only.
 pub struct CompactFlowTable<K, V, S = DefaultHashBuilder> {
     shards: Box<[ShardPtr<K, V>]>,
     bits: u32,
@@ -101,10 +102,11 @@ where
     type Hasher = S;
     const NAME: &'static str = "compact";
     const TICK: Duration = id::TICK;
+    const MAX_TIMEOUT: Duration = id::MAX_TIMEOUT;
 
     fn with_config(config: Config<K, V, S>) -> Result<Self, ConfigError> {
-        if config.idle_timeout > id::max_timeout() {
-            return Err(ConfigError::BadTimeout { requested: config.idle_timeout, limit: id::max_timeout() });
+        if config.capacity_policy != CapacityPolicy::Reject {
+            return Err(ConfigError::Unsupported("the compact backend implements CapacityPolicy::Reject only"));
         }
         let shards = config.shards;
         let expected = if config.capacity > 0 {
@@ -120,9 +122,9 @@ where
         let common = Arc::new(Common {
             listener: config.listener,
             counters: Counters::new(shards),
-            live: AtomicUsize::new(0),
-            max_flows: config.max_flows,
-            clock: AtomicU64::new(0),
+            occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+            palette: Palette::new(id::timeout_ms(config.idle_timeout)),
+            timeout: config.idle_timeout,
         });
         let cap = slots::Slots::cap_for(per_shard);
         let shards: Box<[ShardPtr<K, V>]> =
@@ -132,10 +134,7 @@ where
             shards,
             hasher: config.hasher,
             common,
-            defaults: Defaults {
-                timeout: id::timeout_ticks(config.idle_timeout),
-                held: config.expiry_mode == ExpiryMode::WhileHeld,
-            },
+            defaults: Defaults { tmo: 0, held: config.expiry_mode == ExpiryMode::WhileHeld },
             cursor: AtomicUsize::new(0),
         })
     }
@@ -148,13 +147,13 @@ where
     #[inline]
     fn get_hashed(&self, key: &K, hash: u64, now: Timestamp) -> Option<Self::Handle> {
         debug_assert_eq!(hash, self.hash_key(key), "get_hashed: hash is not the table's hash of the key");
-        self.shard(hash).lookup(key, hash, id::tick_floor(now)).map(CompactFlow)
+        self.shard(hash).lookup(key, hash, id::ms_floor(now)).map(CompactFlow)
     }
 
     fn get_batch(&self, keys: &[K], now: Timestamp, out: &mut Vec<Option<Self::Handle>>) {
         out.clear();
         out.reserve(keys.len());
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
         for chunk in keys.chunks(BATCH) {
             let mut hashes = [0u64; BATCH];
             // 1: hash, and prefetch each key's home slot.
@@ -187,13 +186,11 @@ where
             self.hash_key(&key),
             "get_or_insert_with_hashed: hash is not the table's hash of the key"
         );
-        self.common.observe(now);
         let (r, created) = self.shard(hash).get_or_insert(key, hash, now, self.defaults, init)?;
         Ok(GetOrInsert { flow: CompactFlow(r), created })
     }
 
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
-        self.common.observe(now);
         let hash = self.hash_key(&key);
         let (r, old) = self.shard(hash).insert(key, hash, value, now, self.defaults)?;
         Ok((CompactFlow(r), old.map(CompactFlow)))
@@ -205,17 +202,27 @@ where
     }
 
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
-        self.common.observe(now);
         let n = self.shards.len();
         // Relaxed: only spreads the starting shard.
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let hash = |k: &K| self.hash_key(k);
         let mut total = 0;
+        let mut panic = None;
         for i in 0..n {
             if total >= budget {
                 break;
             }
-            total += self.shards[(start + i) & (n - 1)].expire(now, budget - total, &hash);
+            let s = &self.shards[(start + i) & (n - 1)];
+            // A panicking listener costs no other shard its pass; the first panic is re-raised.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.expire(now, budget - total, &hash))) {
+                Ok(k) => total += k,
+                Err(p) => {
+                    panic.get_or_insert(p);
+                }
+            }
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
         }
         total
     }
@@ -225,11 +232,12 @@ where
     }
 
     fn len(&self) -> usize {
-        self.common.live.load(Ordering::Relaxed)
+        self.common.occ.live()
     }
 
     fn stats(&self) -> Stats {
         let mut st = self.common.counters.snapshot(self.len());
+        st.emergency = self.common.occ.in_emergency();
         let (mut probes, mut lookups, mut max) = (0, 0, 0);
         for s in self.shards.iter() {
             let (p, l, m) = s.probe_stats();
@@ -243,21 +251,21 @@ where
     }
 
     fn for_each<F: FnMut(&Self::Handle)>(&self, now: Timestamp, mut f: F) {
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
+        // A snapshot of every shard first, so that flows `f` adds are not visited.
         let (mut found, mut other) = (Vec::new(), Vec::new());
         for s in self.shards.iter() {
             s.collect(t, &mut found, &mut other);
             other.clear(); // outside the lock: may drop last references
-            for r in found.drain(..) {
-                f(&CompactFlow(r));
-            }
+        }
+        for r in found {
+            f(&CompactFlow(r));
         }
     }
 
     #[cfg(feature = "rayon")]
     fn par_expire(&self, now: Timestamp, budget: usize) -> usize {
         use rayon::prelude::*;
-        self.common.observe(now);
         let n = self.shards.len();
         let hash = |k: &K| self.hash_key(k);
         (0..n)
@@ -272,7 +280,7 @@ where
     #[cfg(feature = "rayon")]
     fn par_for_each<F: Fn(&Self::Handle) + Send + Sync>(&self, now: Timestamp, f: F) {
         use rayon::prelude::*;
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
         self.shards.par_iter().for_each(|s| {
             let (mut found, mut other) = (Vec::new(), Vec::new());
             s.collect(t, &mut found, &mut other);

@@ -11,8 +11,8 @@ use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::arena::{release_shard, shard_of_record, Arena};
-use super::id::{after, refw, timew};
-use super::shard::Shard;
+use super::id::{self, refw, timew};
+use super::shard::{Palette, Shard};
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
 use crate::sync::UnsafeCell;
 
@@ -35,8 +35,8 @@ pub(crate) struct Record<K, V> {
 pub(crate) enum Due {
     /// The flow already left the table: release the heap's reference.
     Stale,
-    /// A touch moved the deadline to this tick: file the timer again.
-    Moved(u32),
+    /// A touch moved the deadline to this time (ms): file the timer again.
+    Moved(u64),
     /// The flow left as expired (this caller won, and must finish the exit).
     Expired,
     /// `WhileHeld`: the deadline passed; the heap drops its reference, the flow stays findable.
@@ -161,19 +161,37 @@ impl<K, V> Record<K, V> {
         }
     }
 
-    /// Records a packet at tick `t` (C4). `false`, changing nothing, if the flow is not active.
+    /// The deadline (ms) a time word gives.
     #[inline]
-    pub(crate) fn touch(&self, t: u32) -> bool {
+    pub(crate) fn deadline_of(w: u64, pal: &Palette) -> u64 {
+        id::deadline(timew::last(w), pal.get(timew::tmo(w)))
+    }
+
+    /// The current deadline (ms).
+    pub(crate) fn deadline(&self, pal: &Palette) -> u64 {
+        Self::deadline_of(self.time_word(), pal)
+    }
+
+    /// Whether a time word is visible at `now` (ms, floored): active, and held or not yet due (C7).
+    #[inline]
+    fn visible_word(w: u64, now: u64, pal: &Palette) -> bool {
+        timew::status(w) == timew::ACTIVE && (w & timew::HELD_BIT != 0 || Self::deadline_of(w, pal) > now)
+    }
+
+    /// Records a packet: last-seen becomes `stamp` (ms, rounded up) unless later already (C4).
+    /// `false`, changing nothing, unless `get` at `now` (ms, floored) could return the flow.
+    #[inline]
+    pub(crate) fn touch(&self, stamp: u64, now: u64, pal: &Palette) -> bool {
         let r = self.update_time(|w| {
-            if timew::status(w) != timew::ACTIVE || !after(t, timew::last(w)) {
+            if !Self::visible_word(w, now, pal) || timew::last(w) >= stamp {
                 None
             } else {
-                Some(timew::with_last(w, t))
+                Some(timew::with_last(w, stamp))
             }
         });
         match r {
             Ok(_) => true,
-            Err(w) => timew::status(w) == timew::ACTIVE,
+            Err(w) => Self::visible_word(w, now, pal),
         }
     }
 
@@ -182,11 +200,11 @@ impl<K, V> Record<K, V> {
         self.update_time(|w| (timew::status(w) == from).then(|| timew::with_status(w, to))).is_ok()
     }
 
-    /// Leaves as expired if active and due at tick `now` (a displacing insert); `Err(true)` if it
-    /// is active and not due (a touch revived it), `Err(false)` if it already left.
-    pub(crate) fn leave_if_due(&self, now: u32) -> Result<(), bool> {
+    /// Leaves as expired if active and due at `now` (a displacing insert); `Err(true)` if it is
+    /// active and not due (a touch revived it), `Err(false)` if it already left.
+    pub(crate) fn leave_if_due(&self, now: u64, pal: &Palette) -> Result<(), bool> {
         match self.update_time(|w| {
-            (timew::status(w) == timew::ACTIVE && !after(timew::deadline(w), now))
+            (timew::status(w) == timew::ACTIVE && Self::deadline_of(w, pal) <= now)
                 .then(|| timew::with_status(w, crate::FlowStatus::Expired as u64))
         }) {
             Ok(_) => Ok(()),
@@ -194,16 +212,16 @@ impl<K, V> Record<K, V> {
         }
     }
 
-    /// The expiry pass's decision for a timer popped at tick `now` (C4).
-    pub(crate) fn try_expire(&self, now: u32) -> Due {
+    /// The expiry pass's decision for a timer popped at `now` (ms) (C4).
+    pub(crate) fn try_expire(&self, now: u64, pal: &Palette) -> Due {
         let mut due = Due::Stale;
         let _ = self.update_time(|w| {
             if timew::status(w) != timew::ACTIVE {
                 due = Due::Stale;
                 return None;
             }
-            let d = timew::deadline(w);
-            if after(d, now) {
+            let d = Self::deadline_of(w, pal);
+            if d > now {
                 due = Due::Moved(d);
                 return None;
             }
@@ -217,11 +235,10 @@ impl<K, V> Record<K, V> {
         due
     }
 
-    /// Whether `get` may hand the flow out at tick `now` (C7).
+    /// Whether `get` may hand the flow out at `now` (ms, floored) (C7).
     #[inline]
-    pub(crate) fn visible(&self, now: u32) -> bool {
-        let w = self.time_word();
-        timew::status(w) == timew::ACTIVE && (w & timew::HELD_BIT != 0 || after(timew::deadline(w), now))
+    pub(crate) fn visible(&self, now: u64, pal: &Palette) -> bool {
+        Self::visible_word(self.time_word(), now, pal)
     }
 
     // === contents ===
@@ -401,8 +418,9 @@ impl<K, V> Drop for Creation<K, V> {
 }
 
 /// Finishes a record whose last reference went: its exit if it was still in the table, its
-/// contents, its return to the free list, and its count on the shard (C8).
-fn last_ref_gone<K, V>(dead: DeadRecord<K, V>) {
+/// contents, its return to the free list, and its count on the shard (C8). Returns whether the
+/// flow left the table here.
+fn last_ref_gone<K, V>(dead: DeadRecord<K, V>) -> bool {
     let (shard_ptr, idx) = Arena::<K, V>::locate(dead.ptr.as_ptr());
     // SAFETY: the record is allocated (not yet freed), so it holds a count of its shard (C8).
     let shard = unsafe { &*shard_ptr };
@@ -412,8 +430,9 @@ fn last_ref_gone<K, V>(dead: DeadRecord<K, V>) {
     // SAFETY: the record's allocation owned one count of its shard; the record is free now and
     // `shard` is not used after this call (C8).
     unsafe { release_shard(shard_ptr) };
-    if let Err(p) = exit {
-        std::panic::resume_unwind(p);
+    match exit {
+        Ok(left) => left,
+        Err(p) => std::panic::resume_unwind(p),
     }
 }
 
@@ -422,6 +441,18 @@ impl<K, V> Clone for RecordRef<K, V> {
     fn clone(&self) -> Self {
         self.record().acquire();
         RecordRef { ptr: self.ptr }
+    }
+}
+
+impl<K, V> RecordRef<K, V> {
+    /// Drops this reference; `true` if it was the last one and the flow left the table because of
+    /// it (a `WhileHeld` flow whose timer released it).
+    pub(crate) fn release_reporting(self) -> bool {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: `self` owned one count, which this release consumes (it is forgotten above).
+        let rec = unsafe { ptr.as_ref() };
+        rec.release() && last_ref_gone(DeadRecord { ptr })
     }
 }
 

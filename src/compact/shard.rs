@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use super::arena::{Arena, NONE};
-use super::heap::{From, Timers};
+use super::heap::{From, Timers, UNFILED};
 use super::id::{self, slot, timew};
 use super::rc::Due;
 use super::rc::{Creation, DeadRecord, RecordRef};
@@ -15,47 +15,100 @@ use super::slots::{SlotArray, Slots, SlotsW};
 use crate::listener::{notify_each, AsEvent, Listener, RemovalEvent};
 use crate::stats::{Counters, Event};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::capacity::Occupancy;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::{FlowStatus, RemovalCause, TableFull, Timestamp};
+use std::time::Duration;
+
+/// The distinct timeouts of a table (ms; `NEVER` for never): a record stores an 8-bit index into
+/// it instead of its timeout. Append-only; entry 0 is the table's idle timeout. When all 256
+/// entries are taken, a new timeout maps to the smallest entry not shorter than it (a flow may then
+/// expire late, never early), or the longest entry.
+pub(crate) struct Palette {
+    vals: Box<[AtomicU64]>,
+    len: AtomicUsize,
+    lock: Mutex<()>,
+}
+
+impl Palette {
+    const CAP: usize = 256;
+
+    pub(crate) fn new(default_ms: u64) -> Self {
+        let vals: Box<[AtomicU64]> = (0..Self::CAP).map(|_| AtomicU64::new(0)).collect();
+        vals[0].store(default_ms, Ordering::Relaxed);
+        Palette { vals, len: AtomicUsize::new(1), lock: Mutex::new(()) }
+    }
+
+    /// The timeout (ms) of index `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: u8) -> u64 {
+        // Acquire: pairs with the Release store that added the entry (before any record used it).
+        self.vals[i as usize].load(Ordering::Acquire)
+    }
+
+    fn find(&self, ms: u64) -> Option<u8> {
+        let n = self.len.load(Ordering::Acquire);
+        (0..n).find(|&i| self.vals[i].load(Ordering::Acquire) == ms).map(|i| i as u8)
+    }
+
+    /// The index of timeout `ms`, adding it if new (takes the palette's lock only then).
+    pub(crate) fn index(&self, ms: u64) -> u8 {
+        if let Some(i) = self.find(ms) {
+            return i;
+        }
+        let _g = self.lock.lock();
+        if let Some(i) = self.find(ms) {
+            return i;
+        }
+        let n = self.len.load(Ordering::Relaxed);
+        if n < Self::CAP {
+            // Release: a reader that sees the new length or an index sees the value.
+            self.vals[n].store(ms, Ordering::Release);
+            self.len.store(n + 1, Ordering::Release);
+            return n as u8;
+        }
+        let all = (0..n).map(|i| (self.vals[i].load(Ordering::Relaxed), i));
+        let at_least = all.clone().filter(|&(v, _)| v >= ms).min();
+        at_least.or_else(|| all.max()).map_or(0, |(_, i)| i as u8)
+    }
+}
 
 /// What all shards of a table share (kept alive by every shard, so late handle drops can use it).
 pub(crate) struct Common<K, V> {
     pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) counters: Counters,
-    /// Flows in the table (reserved before a flow is published, released when it leaves).
-    pub(crate) live: AtomicUsize,
-    pub(crate) max_flows: usize,
-    /// The latest `now` seen by a writer (ns): the reference that expands `u32` ticks.
-    pub(crate) clock: AtomicU64,
+    /// Flows in the table, the maximum and the emergency state.
+    pub(crate) occ: Occupancy,
+    pub(crate) palette: Palette,
+    /// The table's idle timeout.
+    pub(crate) timeout: Duration,
 }
 
 impl<K, V> Common<K, V> {
     fn reserve(&self) -> bool {
-        // Relaxed: the count bounds memory; it orders nothing else.
-        self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_flows).then_some(n + 1)).is_ok()
+        self.occ.try_reserve()
     }
     fn force_reserve(&self) {
-        self.live.fetch_add(1, Ordering::Relaxed);
+        self.occ.force_reserve();
     }
     fn unreserve(&self) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.occ.release();
     }
-    pub(crate) fn observe(&self, now: Timestamp) {
-        let n = now.as_nanos();
-        // Relaxed: a hint for expanding ticks; only ever moves forward.
-        if n > self.clock.load(Ordering::Relaxed) {
-            self.clock.fetch_max(n, Ordering::Relaxed);
+    /// The palette index of the timeout of a flow created now (shorter in emergency mode).
+    fn new_tmo(&self, d: Defaults) -> u8 {
+        if self.occ.in_emergency() {
+            self.palette.index(id::timeout_ms(self.occ.timeout_for_new(self.timeout)))
+        } else {
+            d.tmo
         }
-    }
-    pub(crate) fn clock(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
     }
 }
 
 /// Per-flow defaults of new records.
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Defaults {
-    pub(crate) timeout: u32,
+    /// Palette index of the table's idle timeout.
+    pub(crate) tmo: u8,
     pub(crate) held: bool,
 }
 
@@ -91,7 +144,7 @@ enum Found<K, V> {
 }
 
 /// A flow that left, with its cause, to be counted and notified after the lock.
-struct Exit<'a, K, V>(&'a RecordRef<K, V>, RemovalCause, u64);
+struct Exit<'a, K, V>(&'a RecordRef<K, V>, RemovalCause, &'a Palette);
 
 impl<K, V> AsEvent<K, V> for Exit<'_, K, V> {
     fn as_event(&self) -> RemovalEvent<'_, K, V> {
@@ -100,8 +153,8 @@ impl<K, V> AsEvent<K, V> for Exit<'_, K, V> {
             key: self.0.key(),
             value: self.0.value(),
             cause: self.1,
-            last_seen: id::expand(timew::last(w), self.2),
-            deadline: id::expand(timew::deadline(w), self.2),
+            last_seen: Timestamp::from_millis(timew::last(w)),
+            deadline: id::deadline_ts(super::rc::Record::<K, V>::deadline_of(w, self.2)),
         }
     }
 }
@@ -149,14 +202,14 @@ impl<K, V> Shard<K, V> {
             self.common.unreserve();
             self.count(Event::Left(*c));
         }
-        let clock = self.common.clock();
-        notify_each(self.common.listener.as_ref(), exits.iter().map(|(r, c)| Exit(r, *c, clock)));
+        let pal = &self.common.palette;
+        notify_each(self.common.listener.as_ref(), exits.iter().map(|(r, c)| Exit(r, *c, pal)));
     }
 
     fn finish_exit(&self, r: &RecordRef<K, V>, c: RemovalCause) {
         self.common.unreserve();
         self.count(Event::Left(c));
-        notify_each(self.common.listener.as_ref(), [Exit(r, c, self.common.clock())]);
+        notify_each(self.common.listener.as_ref(), [Exit(r, c, &self.common.palette)]);
     }
 
     /// Whether a slot's record still has the slot's generation (for rebuilds).
@@ -231,32 +284,32 @@ impl<K, V> Shard<K, V> {
 
     /// The exit of a record whose last reference went while it was still in the table (a
     /// `WhileHeld` flow whose timer released it): it leaves as expired, here, on this thread.
-    pub(crate) fn on_dead(&self, dead: &DeadRecord<K, V>) {
+    pub(crate) fn on_dead(&self, dead: &DeadRecord<K, V>) -> bool {
         let rec = dead.record();
         if !rec.transition(timew::ACTIVE, FlowStatus::Expired as u64) {
-            return;
+            return false;
         }
         rec.bump_gen(); // Upholds C2: its slot is dead from now on (reaped by the next probe).
         self.common.unreserve();
         self.count(Event::Left(RemovalCause::Expired));
         if let (Some(l), Some(value)) = (self.common.listener.as_ref(), dead.value()) {
             let w = rec.time_word();
-            let clock = self.common.clock();
             l(RemovalEvent {
                 key: dead.key(),
                 value,
                 cause: RemovalCause::Expired,
-                last_seen: id::expand(timew::last(w), clock),
-                deadline: id::expand(timew::deadline(w), clock),
+                last_seen: Timestamp::from_millis(timew::last(w)),
+                deadline: id::deadline_ts(super::rc::Record::<K, V>::deadline_of(w, &self.common.palette)),
             });
         }
+        true
     }
 }
 
 impl<K: Eq + Clone, V> Shard<K, V> {
     /// The live, visible flow of `key` at tick `now`. Lock-free (C2, C3, C7).
     #[inline]
-    pub(crate) fn lookup(&self, key: &K, hash: u64, now: u32) -> Option<RecordRef<K, V>> {
+    pub(crate) fn lookup(&self, key: &K, hash: u64, now: u64) -> Option<RecordRef<K, V>> {
         let tag = slot::tag_of(hash);
         loop {
             let seq = self.slots.read_begin();
@@ -270,7 +323,9 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 if v != slot::TOMB && slot::tag(v) == tag {
                     match self.arena.try_ref(slot::idx(v), slot::gen(v)) {
                         // The key is compared only once the reference pins the record (C2).
-                        Some(r) if r.key() == key => return r.record().visible(now).then_some(r),
+                        Some(r) if r.key() == key => {
+                            return r.record().visible(now, &self.common.palette).then_some(r)
+                        }
                         Some(_) => {}
                         None => self.slots.reap(arr, p, v),
                     }
@@ -325,13 +380,13 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
         self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
-        let time = timew::new(id::tick_ceil(now), timew::PENDING, d.held, d.timeout);
+        let time = timew::new(id::ms_ceil(now), timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))
     }
 
     /// Files an active record's timer and counts its creation (shard lock held).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
-        let deadline = timew::deadline(r.record().time_word());
+        let deadline = r.record().deadline(&self.common.palette);
         w.timers.push(&self.arena, r.clone(), deadline, From::Main);
         self.count(Event::Created);
     }
@@ -345,7 +400,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         d: Defaults,
         init: F,
     ) -> Result<(RecordRef<K, V>, bool), TableFull> {
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
         let mut init = Some(init);
         let mut ready: Option<V> = None;
@@ -372,21 +427,33 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         drop(defer);
                         continue;
                     }
-                    if rec.record().visible(t) {
+                    if rec.record().visible(t, &self.common.palette) {
                         drop(g);
                         return Ok((rec, false));
                     }
                     if s == timew::ACTIVE {
-                        match rec.record().leave_if_due(t) {
+                        // Room first: at the maximum the invisible flow stays as it is.
+                        if !self.common.reserve() {
+                            drop(g);
+                            drop(rec);
+                            drop(defer);
+                            self.count(Event::RejectedFull);
+                            return Err(TableFull { max_flows: self.common.occ.max() });
+                        }
+                        match rec.record().leave_if_due(t, &self.common.palette) {
                             Ok(()) => {
                                 rec.record().bump_gen(); // Upholds C2.
                                 displaced = Some(rec);
                             }
                             Err(true) => {
                                 drop(g);
+                                self.common.unreserve();
                                 return Ok((rec, false));
                             }
-                            Err(false) => defer.push(rec),
+                            Err(false) => {
+                                self.common.unreserve();
+                                defer.push(rec);
+                            }
                         }
                     } else {
                         defer.push(rec);
@@ -394,12 +461,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     (pos, v)
                 }
             };
-            let reserved = if displaced.is_some() {
-                self.common.force_reserve();
-                true
-            } else {
-                self.common.reserve()
-            };
+            let reserved = displaced.is_some() || self.common.reserve();
             let created = if reserved { self.alloc(&mut g, key.take().expect("key"), now, d) } else { None };
             let Some(mut c) = created else {
                 if reserved {
@@ -413,7 +475,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     self.finish_exit(&r, RemovalCause::Expired);
                 }
                 self.count(Event::RejectedFull);
-                return Err(TableFull { max_flows: self.common.max_flows });
+                return Err(TableFull { max_flows: self.common.occ.max() });
             };
             let new = slot::pack(tag, c.handle().record().gen(), c.handle().index());
             self.place(&mut g, tag, pos, old, new);
@@ -460,7 +522,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         now: Timestamp,
         d: Defaults,
     ) -> Result<(RecordRef<K, V>, Option<RecordRef<K, V>>), TableFull> {
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
         let mut defer = Vec::new();
         let mut left: Option<(RecordRef<K, V>, RemovalCause)> = None;
@@ -485,27 +547,34 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         defer.push(rec);
                         break;
                     }
-                    if r.visible(t) {
+                    if r.visible(t, &self.common.palette) {
                         if r.transition(timew::ACTIVE, cause_status(RemovalCause::Replaced)) {
                             r.bump_gen(); // Upholds C2.
+                            self.common.force_reserve(); // the replaced flow gives its room back
                             left = Some((rec, RemovalCause::Replaced));
                             break;
                         }
-                    } else if r.leave_if_due(t).is_ok() {
-                        r.bump_gen(); // Upholds C2.
-                        left = Some((rec, RemovalCause::Expired));
-                        break;
+                    } else {
+                        // Room first: at the maximum the invisible flow stays as it is.
+                        if !self.common.reserve() {
+                            defer.push(rec);
+                            break;
+                        }
+                        if r.leave_if_due(t, &self.common.palette).is_ok() {
+                            r.bump_gen(); // Upholds C2.
+                            left = Some((rec, RemovalCause::Expired));
+                            break;
+                        }
+                        self.common.unreserve();
                     }
                 }
                 (pos, v)
             }
         };
-        if left.is_some() {
-            self.common.force_reserve();
-        } else if !self.common.reserve() {
+        if left.is_none() && !self.common.reserve() {
             drop(g);
             self.count(Event::RejectedFull);
-            return Err(TableFull { max_flows: self.common.max_flows });
+            return Err(TableFull { max_flows: self.common.occ.max() });
         }
         let Some(mut c) = self.alloc(&mut g, key, now, d) else {
             self.common.unreserve();
@@ -518,7 +587,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 self.finish_exit(&r, c);
             }
             self.count(Event::RejectedFull);
-            return Err(TableFull { max_flows: self.common.max_flows });
+            return Err(TableFull { max_flows: self.common.occ.max() });
         };
         c.write_value(value);
         let ok = c.handle().record().transition(timew::PENDING, timew::ACTIVE);
@@ -592,21 +661,31 @@ impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
     /// (outside the lock) to clear expired flows' slots.
     pub(crate) fn expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> usize {
-        let t = id::tick_floor(now);
+        let t = id::ms_floor(now);
         let mut total = 0;
+        let mut panic = None;
         while total < budget {
             let mut expired: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
             let mut released: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
             let (mut ne, mut nr) = (0, 0);
             let want = (budget - total).min(BATCH);
+            let mut extra = Vec::new(); // other timers of released flows (rare)
             {
                 let mut g = self.lock();
                 let g = &mut *g;
+                let pal = &self.common.palette;
+                g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
                 while ne < want && nr < BATCH {
                     let Some((r, from)) = g.timers.pop_due(&self.arena, t) else { break };
-                    match r.record().try_expire(t) {
+                    match r.record().try_expire(t, pal) {
                         Due::Moved(d) => g.timers.push(&self.arena, r, d, from),
-                        Due::Stale | Due::Release => {
+                        Due::Release => {
+                            g.timers.take_others(&self.arena, r.index(), from, &mut extra);
+                            r.record().set_filed(UNFILED); // no timer holds it any more
+                            released[nr] = Some(r);
+                            nr += 1;
+                        }
+                        Due::Stale => {
                             released[nr] = Some(r);
                             nr += 1;
                         }
@@ -633,22 +712,40 @@ impl<K, V> Shard<K, V> {
                     self.clear_slot(&mut g, *v);
                 }
             }
-            let clock = self.common.clock();
-            for r in expired[..ne].iter().flatten() {
-                let _ = r;
+            for _ in expired[..ne].iter().flatten() {
                 self.common.unreserve();
                 self.count(Event::Left(RemovalCause::Expired));
             }
-            notify_each(
-                self.common.listener.as_ref(),
-                expired[..ne].iter().flatten().map(|r| Exit(r, RemovalCause::Expired, clock)),
-            );
+            let pal = &self.common.palette;
+            let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                notify_each(
+                    self.common.listener.as_ref(),
+                    expired[..ne].iter().flatten().map(|r| Exit(r, RemovalCause::Expired, pal)),
+                )
+            }));
+            if let Err(p) = notified {
+                panic.get_or_insert(p);
+            }
             total += ne;
             drop(expired);
-            drop(released); // a `WhileHeld` flow whose last handle is gone leaves here (`on_dead`)
+            drop(extra);
+            // A `WhileHeld` flow whose last handle is gone leaves here (`on_dead`), and counts.
+            for r in released.iter_mut().take(nr) {
+                let r = r.take().expect("filled");
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.release_reporting())) {
+                    Ok(left) => total += usize::from(left),
+                    Err(p) => {
+                        panic.get_or_insert(p);
+                        total += 1;
+                    }
+                }
+            }
             if ne < want && nr < BATCH {
                 break;
             }
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
         }
         total
     }
@@ -686,7 +783,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// The flows visible at tick `now`, collected under the lock (called back after it).
-    pub(crate) fn collect(&self, now: u32, out: &mut Vec<RecordRef<K, V>>, defer: &mut Vec<RecordRef<K, V>>) {
+    pub(crate) fn collect(&self, now: u64, out: &mut Vec<RecordRef<K, V>>, defer: &mut Vec<RecordRef<K, V>>) {
         let _g = self.lock();
         let arr = self.slots.array();
         for p in 0..arr.cap() {
@@ -695,7 +792,7 @@ impl<K, V> Shard<K, V> {
                 continue;
             }
             if let Some(r) = self.arena.try_ref(slot::idx(v), slot::gen(v)) {
-                if r.record().visible(now) {
+                if r.record().visible(now, &self.common.palette) {
                     out.push(r);
                 } else {
                     defer.push(r);
@@ -711,8 +808,10 @@ impl<K, V> Shard<K, V> {
         if timew::status(w) != timew::ACTIVE {
             return;
         }
-        let d = timew::deadline(w);
-        if id::after(r.record().filed(), d) {
+        let d = super::rc::Record::<K, V>::deadline_of(w, &self.common.palette);
+        let filed = r.record().filed();
+        // A flow its timer already released (`WhileHeld`) gets no timer again.
+        if filed != UNFILED && g.timers.key(d) < filed {
             g.timers.push(&self.arena, r.clone(), d, From::Side);
         }
     }
