@@ -52,7 +52,7 @@ impl<K, V> Geometry<K, V> {
     const OFFSET: usize = {
         let a = align_of::<Record<K, V>>();
         let h = size_of::<ChunkHeader>();
-        (h + a - 1) / a * a
+        h.div_ceil(a) * a
     };
     /// Records per chunk.
     const PER: usize = (Self::BYTES - Self::OFFSET) / Self::REC;

@@ -126,6 +126,7 @@ where
             palette: Palette::new(id::timeout_ms(config.idle_timeout)),
             timeout: config.idle_timeout,
         });
+        debug_assert_eq!(common.occ.policy(), CapacityPolicy::Reject);
         let cap = slots::Slots::cap_for(per_shard);
         let shards: Box<[ShardPtr<K, V>]> =
             (0..shards).map(|i| ShardPtr::new(Shard::new(i, cap, per_shard, Arc::clone(&common)))).collect();

@@ -168,6 +168,9 @@ fn cause_status(c: RemovalCause) -> u64 {
     }) as u64
 }
 
+/// What `insert` returns: the new flow and the one it replaced.
+type Inserted<K, V> = (RecordRef<K, V>, Option<RecordRef<K, V>>);
+
 /// Up to this many flows per expiry batch (one lock hold); a stack array, no allocation.
 const BATCH: usize = 32;
 
@@ -521,7 +524,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         value: V,
         now: Timestamp,
         d: Defaults,
-    ) -> Result<(RecordRef<K, V>, Option<RecordRef<K, V>>), TableFull> {
+    ) -> Result<Inserted<K, V>, TableFull> {
         let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
         let mut defer = Vec::new();

@@ -95,6 +95,8 @@ pub(crate) struct Slots {
 /// The writers' part of the slot table, kept inside the shard lock.
 pub(crate) struct SlotsW {
     /// Arrays replaced by growth; kept until the shard drops, because readers may still probe them.
+    /// Boxed: readers hold `&SlotArray`s, so the headers must not move either.
+    #[allow(clippy::vec_box)]
     retired: Vec<Box<SlotArray>>,
     /// Live slots (placed and not yet cleared; dead ones count until reaped).
     pub(crate) live: usize,

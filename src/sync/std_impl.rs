@@ -1,6 +1,7 @@
 //! The production primitives: std atomics and reference counts, parking_lot locks.
 #![forbid(unsafe_code)]
 
+#[allow(unused_imports)] // `Weak` is used by the dashmap backend only
 pub(crate) use std::sync::{Arc, Weak};
 
 #[allow(unused_imports)]
@@ -56,6 +57,7 @@ impl<T> Mutex<T> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock()
     }
+    #[allow(dead_code)] // used by the dashmap backend
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         self.0.try_lock()
     }
