@@ -38,14 +38,16 @@ struct Geometry<K, V>(PhantomData<(K, V)>);
 
 impl<K, V> Geometry<K, V> {
     const REC: usize = size_of::<Record<K, V>>();
-    /// Bytes (and alignment) of a chunk: 64 KiB, or more for records so large that fewer than 32
-    /// would fit.
+    /// Bytes (and alignment) of a chunk: 1 MiB, or more for records so large that fewer than 256
+    /// would fit. Large, so that the allocator's per-allocation cost of an aligned chunk (a page
+    /// for an `mmap`ed one) is small; records are initialised as they are handed out, so untouched
+    /// pages of a young chunk cost no memory.
     const BYTES: usize = {
-        let need = (size_of::<ChunkHeader>() + 64) + Self::REC * 32;
-        if need > 1 << 16 {
+        let need = (size_of::<ChunkHeader>() + 64) + Self::REC * 256;
+        if need > 1 << 20 {
             need.next_power_of_two()
         } else {
-            1 << 16
+            1 << 20
         }
     };
     /// Offset of the first record.
@@ -158,10 +160,20 @@ impl<K, V> Arena<K, V> {
             return None;
         }
         let per = Geometry::<K, V>::PER;
-        if idx as usize % per == 0 {
-            self.new_chunk(idx as usize / per, idx);
+        let (c, i) = (idx as usize / per, idx as usize % per);
+        if i == 0 {
+            self.new_chunk(c, idx);
         }
-        self.len.store(idx + 1, Ordering::Relaxed);
+        // SAFETY: chunk `c` is live and has room for `PER` records from `OFFSET`; record `i` was
+        // never handed out, so no one else refers to it (C6).
+        unsafe {
+            self.chunk(c)
+                .add(Geometry::<K, V>::OFFSET + i * Geometry::<K, V>::REC)
+                .cast::<Record<K, V>>()
+                .write(Record::vacant());
+        }
+        // Release: a reader that learns the index (through a slot) sees the record initialised.
+        self.len.store(idx + 1, Ordering::Release);
         Some(idx)
     }
 
@@ -174,16 +186,10 @@ impl<K, V> Arena<K, V> {
         if base.is_null() {
             handle_alloc_error(layout);
         }
-        // SAFETY: `base` is a fresh allocation of `BYTES` bytes aligned to `BYTES`; the header and
-        // `PER` records fit in it by construction of `Geometry`, each at its alignment.
-        unsafe {
-            base.cast::<ChunkHeader>().write(ChunkHeader { owner, first });
-            for i in 0..Geometry::<K, V>::PER {
-                base.add(Geometry::<K, V>::OFFSET + i * Geometry::<K, V>::REC)
-                    .cast::<Record<K, V>>()
-                    .write(Record::vacant());
-            }
-        }
+        // SAFETY: `base` is a fresh allocation of `BYTES` bytes aligned to `BYTES`; the header fits
+        // at its start by construction of `Geometry`. Records are initialised by `alloc`, one by
+        // one, before they are handed out (C6).
+        unsafe { base.cast::<ChunkHeader>().write(ChunkHeader { owner, first }) };
         let slot = &self.top[c / BLOCK];
         let mut b = slot.load(Ordering::Relaxed);
         if b.is_null() {
@@ -215,11 +221,16 @@ impl<K, V> Arena<K, V> {
         (h.owner.cast(), h.first + i as u32)
     }
 
-    /// Bytes held by chunks and directory blocks.
+    /// Bytes held by records handed out (rounded up to pages), chunk headers and the directory.
+    /// The untouched tail of the youngest chunk is address space only, and is not counted.
     pub(crate) fn memory(&self) -> usize {
         let len = self.len.load(Ordering::Relaxed) as usize;
-        let chunks = len.div_ceil(Geometry::<K, V>::PER);
-        chunks * Geometry::<K, V>::BYTES + chunks.div_ceil(BLOCK) * size_of::<Block>() + self.top.len() * 8
+        let per = Geometry::<K, V>::PER;
+        let chunks = len.div_ceil(per);
+        let full = len / per;
+        let tail = len % per;
+        let tail_bytes = if tail == 0 { 0 } else { (Geometry::<K, V>::OFFSET + tail * Geometry::<K, V>::REC).next_multiple_of(4096) };
+        full * Geometry::<K, V>::BYTES + tail_bytes + chunks.div_ceil(BLOCK) * size_of::<Block>() + self.top.len() * 8
     }
 
     /// Records handed out so far (live, dead or free).
@@ -327,7 +338,7 @@ mod tests {
     fn geometry_of_the_target_record() {
         type R = Record<crate::FlowKeyV4, u64>;
         assert_eq!(size_of::<R>(), 40);
-        assert_eq!(Geometry::<crate::FlowKeyV4, u64>::BYTES, 1 << 16);
-        assert_eq!(Geometry::<crate::FlowKeyV4, u64>::PER, (65536 - 16) / 40);
+        assert_eq!(Geometry::<crate::FlowKeyV4, u64>::BYTES, 1 << 20);
+        assert_eq!(Geometry::<crate::FlowKeyV4, u64>::PER, ((1 << 20) - 16) / 40);
     }
 }

@@ -118,7 +118,7 @@ where
         };
         let per_shard = (expected / shards).min(id::slot::MAX_RECORDS as usize);
         // A little room over the mean, so that no shard grows at the expected size.
-        let per_shard = per_shard + per_shard / 32 + if expected > 0 { 16 } else { 0 };
+        let per_shard = per_shard + per_shard / 64 + if expected > 0 { 16 } else { 0 };
         let common = Arc::new(Common {
             listener: config.listener,
             counters: Counters::new(shards),

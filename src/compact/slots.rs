@@ -18,9 +18,9 @@ use super::id::slot::{self, EMPTY, TOMB};
 use crate::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Live slots may fill this fraction of an array (per mille) before it grows.
-const MAX_LIVE_PERMILLE: usize = 900;
+const MAX_LIVE_PERMILLE: usize = 780;
 /// Live slots plus tombstones may fill this fraction before the array is rebuilt in place.
-const MAX_USED_PERMILLE: usize = 940;
+const MAX_USED_PERMILLE: usize = 840;
 /// The smallest array.
 const MIN_CAP: usize = 16;
 
