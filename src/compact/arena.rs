@@ -17,7 +17,7 @@ use super::id::slot::MAX_RECORDS;
 use super::id::refw;
 use super::rc::{Creation, Record, RecordRef};
 use super::shard::Shard;
-use crate::sync::atomic::{fence, AtomicPtr, AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// Chunks per directory block, and blocks in the directory.
 const BLOCK: usize = 1024;
@@ -130,15 +130,14 @@ impl<K, V> Arena<K, V> {
     pub(crate) fn create(&self, idx: u32, key: K, time: u64) -> Creation<K, V> {
         let rec = self.get(idx);
         debug_assert_eq!(refw::rc(rec.refs_word()), 0);
-        rec.revive();
-        rec.set_time(time);
         // SAFETY: `idx` was just allocated to the caller, so the record is unpublished and its
-        // previous key was dropped (C6); `revive` took the count the new ref owns; this is the
-        // record's only `Creation` for this lifetime (C9).
-        unsafe {
-            rec.write_key(key);
-            Creation::new(RecordRef::adopt(rec))
-        }
+        // previous key was dropped (C6).
+        unsafe { rec.write_key(key) };
+        rec.set_time(time);
+        rec.revive(); // Release: publishes the key to any reader that takes a reference (C5)
+        // SAFETY: `revive` took the count the new ref owns; this is the record's only `Creation`
+        // for this lifetime (C9).
+        unsafe { Creation::new(RecordRef::adopt(rec)) }
     }
 
     /// The address of record `idx`, for prefetching (no dereference).
@@ -323,7 +322,8 @@ pub(crate) unsafe fn release_shard<K, V>(ptr: *const Shard<K, V>) {
     let refs = unsafe { &(*ptr).refs };
     // Release: our uses of the shard happen before it is freed (as `Arc::drop`).
     if refs.fetch_sub(1, Ordering::Release) == 1 {
-        fence(Ordering::Acquire);
+        // Acquire load rather than a fence (ThreadSanitizer does not model fences).
+        let _ = refs.load(Ordering::Acquire);
         // SAFETY: the count reached zero: no table and no record uses the shard any more; it came
         // from `Box::leak` in `ShardPtr::new` (C8).
         drop(unsafe { Box::from_raw(ptr.cast_mut()) });

@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use super::arena::{release_shard, shard_of_record, Arena};
 use super::id::{self, refw, timew};
 use super::shard::{Palette, Shard};
-use crate::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::UnsafeCell;
 
 /// One flow. Hot words first; key before value (a lookup reads the key, rarely the value).
@@ -104,15 +104,19 @@ impl<K, V> Record<K, V> {
         if refw::rc(old) != 1 {
             return false;
         }
-        fence(Ordering::Acquire);
+        // Acquire (a load rather than a fence, which ThreadSanitizer does not model; as `Arc`
+        // does under TSan): every other thread's use happens before we drop the contents.
+        let _ = self.refs.load(Ordering::Acquire);
         true
     }
 
-    /// Makes a freshly allocated record live with one reference, keeping its generation.
+    /// Makes a freshly allocated record live with one reference, keeping its generation. Called
+    /// after the key and time word are written.
     pub(crate) fn revive(&self) {
         let g = self.refs.load(Ordering::Relaxed) & !(refw::RC_MASK | refw::FILED_MASK);
-        // Relaxed: published later by the Release store of the slot (C5).
-        self.refs.store(g | refw::RC_ONE, Ordering::Relaxed);
+        // Release: a reader whose `try_acquire` reads this (or a later RMW in its release
+        // sequence) sees the key, even one that reached the record through a stale slot (C5).
+        self.refs.store(g | refw::RC_ONE, Ordering::Release);
     }
 
     /// Bumps the generation: every slot naming the record is dead from now on (C2).

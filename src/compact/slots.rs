@@ -137,8 +137,7 @@ impl Slots {
     /// Whether a probe that began at `seq` and found nothing must be redone (C3).
     #[inline]
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
-        // Acquire fence: the slot loads of the probe are ordered before this re-read of `seq`.
-        fence(Ordering::Acquire);
+        // The probe's slot loads are Acquire, so this re-read of `seq` cannot move before them.
         seq & 1 == 1 || self.seq.load(Ordering::Relaxed) != seq
     }
 
@@ -232,16 +231,22 @@ impl Slots {
         // Release fence: a reader that sees any store below also sees `seq` odd (C3).
         fence(Ordering::Release);
         let mut live = 0;
-        for a in arr.data.iter() {
+        let mut start = None;
+        for (p, a) in arr.data.iter().enumerate() {
             let v = a.load(Ordering::Relaxed);
-            if v == TOMB || (v != EMPTY && !alive(v)) {
+            if v == EMPTY {
+                start.get_or_insert(p);
+            } else if v == TOMB || !alive(v) {
                 a.store(EMPTY, Ordering::Relaxed);
-            } else if v != EMPTY {
+            } else {
                 live += 1;
             }
         }
-        // Start after an EMPTY, so every slot moves only towards its home (never past an EMPTY).
-        if let Some(start) = arr.data.iter().position(|a| a.load(Ordering::Relaxed) == EMPTY) {
+        // Start after an EMPTY that was EMPTY before this rebuild: by C3 no live slot's path crosses
+        // it, so in this order every slot moves only towards its home, and a position cleared later
+        // lies on no path of a slot placed earlier. (A TOMB made EMPTY above may lie on such paths;
+        // starting there was the bug the churn test's `debug_validate` caught.)
+        if let Some(start) = start {
             let cap = arr.cap();
             for i in 1..=cap {
                 let p = (start + i) % cap;
@@ -353,6 +358,40 @@ mod tests {
             p = arr.next(p);
         }
         None
+    }
+
+    /// Regression: an in-place rebuild that started after a tombstone it had just cleared (not after
+    /// a slot that was already `EMPTY`) could strand a slot whose path crossed that tombstone
+    /// (found by `debug_validate` in the churn stress test under ASan's debug build).
+    #[test]
+    fn rebuilds_keep_every_path_intact_across_the_wrap() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _round in 0..300 {
+            let (s, mut w) = Slots::new(16);
+            let mut present: Vec<(u32, u32)> = Vec::new();
+            for i in 0..400u32 {
+                if present.len() < 11 && rnd() % 3 != 0 {
+                    // Homes clustered at the end of the array, so that runs wrap around.
+                    let tag = ((1 << 28) - 1 - (rnd() % (1 << 26)) as u32) & ((1 << 28) - 1);
+                    put(&s, &mut w, tag, i);
+                    present.push((tag, i));
+                } else if !present.is_empty() {
+                    let (tag, j) = present.swap_remove((rnd() as usize) % present.len());
+                    let p = find(&s, tag, j).expect("present");
+                    s.clear(&mut w, p, slot::pack(tag, 0, j));
+                }
+                s.validate(&w);
+                for &(tag, j) in &present {
+                    assert!(find(&s, tag, j).is_some());
+                }
+            }
+        }
     }
 
     #[test]
