@@ -237,6 +237,23 @@ impl<K, V> Arena<K, V> {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Asserts the free list's shape (C6, C8) under the shard lock: every free record was handed
+    /// out, holds no reference, and appears once. Returns the free list's length.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn validate(&self, free: u32) -> usize {
+        let len = self.len();
+        let mut n = 0usize;
+        let mut i = free;
+        while i != NONE {
+            assert!(i < len, "C6: free record {i} beyond the arena ({len})");
+            assert_eq!(refw::rc(self.get(i).refs_word()), 0, "C9: free record {i} still referenced");
+            n += 1;
+            assert!(n <= len as usize, "free list has a cycle");
+            i = self.get(i).time_word() as u32;
+        }
+        n
+    }
+
     /// Records per chunk (for tests and docs).
     #[allow(dead_code)]
     pub(crate) fn per_chunk() -> usize {
