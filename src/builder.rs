@@ -30,8 +30,6 @@ pub enum ConfigError {
         /// The backend's limit.
         limit: usize,
     },
-    /// The backend does not support a requested option.
-    Unsupported(&'static str),
     /// Emergency watermarks must satisfy `low < high <= max_flows`, with a non-zero timeout.
     BadWatermarks(Emergency),
     /// The idle timeout is zero or longer than the backend can represent.
@@ -52,7 +50,6 @@ impl fmt::Display for ConfigError {
             ConfigError::MaxFlowsTooLarge { requested, limit } => {
                 write!(f, "max_flows {requested} is over this backend's limit of {limit}")
             }
-            ConfigError::Unsupported(what) => write!(f, "unsupported: {what}"),
             ConfigError::BadWatermarks(e) => write!(
                 f,
                 "emergency watermarks need low < high <= max_flows and a non-zero timeout (got low {}, high {}, timeout {:?})",

@@ -274,11 +274,6 @@ impl Timers {
         out.extend(self.side.drain().map(|e| adopt(arena, e as u32)));
     }
 
-    /// Entries in both heaps.
-    pub(crate) fn len(&self) -> usize {
-        self.main.len() + self.side.len()
-    }
-
     /// Bytes held.
     pub(crate) fn memory(&self) -> usize {
         self.main.memory() + self.side.memory()

@@ -11,13 +11,13 @@ use crate::{FlowClass, FlowStatus, Timestamp};
 
 // === time ===
 
-/// The tick: 1 ms. Times are kept in whole milliseconds since the caller's epoch (50 bits, 35,000
-/// years); deadlines are `u64` milliseconds, `u64::MAX` meaning never.
+/// The tick: 1 ms. Times are kept in whole milliseconds since the caller's epoch (44 bits, 557
+/// years; later times saturate); deadlines are `u64` milliseconds, `u64::MAX` meaning never.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 const TICK_NS: u64 = 1_000_000;
 /// The largest last-seen time a record stores.
 pub(crate) const LAST_MAX: u64 = (1 << LAST_BITS) - 1;
-const LAST_BITS: u32 = 50;
+const LAST_BITS: u32 = 44;
 /// A deadline that never comes (timeout `Duration::MAX`).
 pub(crate) const NEVER: u64 = u64::MAX;
 /// The longest finite timeout (longer ones are clamped to it; `Duration::MAX` means never).
@@ -162,13 +162,16 @@ pub(crate) mod refw {
 
 // === time word ===
 
-/// A record's time word: `last_seen:50 | status:3 | while_held:1 | class:2 | timeout:8`, where
-/// `timeout` indexes the table's timeout palette ([`Palette`](super::shard::Palette)).
+/// A record's time word: `last_seen:44 | birth:6 | status:3 | while_held:1 | class:2 | timeout:8`,
+/// where `timeout` indexes the table's timeout palette ([`Palette`](super::shard::Palette)) and
+/// `birth` is the table's creation counter modulo 64 (it orders flows last seen in the same
+/// millisecond, for eviction).
 ///
 /// Every status change and every touch is a compare-and-swap on this one word (C4).
 pub(crate) mod timew {
     use super::LAST_BITS;
     const LAST_MASK: u64 = (1 << LAST_BITS) - 1;
+    const BIRTH_SHIFT: u32 = LAST_BITS;
     pub(crate) const STATUS_SHIFT: u32 = 50;
     pub(crate) const STATUS_MASK: u64 = 7 << STATUS_SHIFT;
     pub(crate) const HELD_BIT: u64 = 1 << 53;
@@ -192,6 +195,11 @@ pub(crate) mod timew {
     pub(crate) fn status(w: u64) -> u64 {
         (w & STATUS_MASK) >> STATUS_SHIFT
     }
+    /// The creation counter (mod 64) of the flow.
+    #[inline]
+    pub(crate) fn birth(w: u64) -> u8 {
+        ((w >> BIRTH_SHIFT) & 63) as u8
+    }
     /// The palette index of the timeout.
     #[inline]
     pub(crate) fn tmo(w: u64) -> u8 {
@@ -213,8 +221,11 @@ pub(crate) mod timew {
     pub(crate) fn with_class(w: u64, c: u8) -> u64 {
         (w & !CLASS_MASK) | (u64::from(c) << CLASS_SHIFT)
     }
-    pub(crate) fn new(last: u64, status: u64, held: bool, tmo: u8) -> u64 {
-        let w = (last & LAST_MASK) | (status << STATUS_SHIFT) | (u64::from(tmo) << TIMEOUT_SHIFT);
+    pub(crate) fn new(last: u64, birth: u8, status: u64, held: bool, tmo: u8) -> u64 {
+        let w = (last & LAST_MASK)
+            | (u64::from(birth & 63) << BIRTH_SHIFT)
+            | (status << STATUS_SHIFT)
+            | (u64::from(tmo) << TIMEOUT_SHIFT);
         if held {
             w | HELD_BIT
         } else {
@@ -230,6 +241,15 @@ pub(crate) fn public_status(s: u64) -> FlowStatus {
         timew::PENDING | timew::CANCELLED => FlowStatus::Removed,
         s => FlowStatus::from_bits(s),
     }
+}
+
+/// Whether flow `a` goes before flow `b` in eviction order: lower class, then less recently seen,
+/// then (same millisecond) created earlier, by the birth counter compared modulo 64.
+pub(crate) fn evicts_before(a: (FlowClass, u64, u8), b: (FlowClass, u64, u8)) -> bool {
+    if (a.0, a.1) != (b.0, b.1) {
+        return (a.0, a.1) < (b.0, b.1);
+    }
+    a.2.wrapping_sub(b.2) & 63 >= 32
 }
 
 /// The class bits of a time word.
@@ -270,8 +290,10 @@ mod tests {
 
     #[test]
     fn time_word_fields_are_independent() {
-        let w = timew::new(LAST_MAX, timew::PENDING, true, 255);
+        let w = timew::new(LAST_MAX, 63, timew::PENDING, true, 255);
         assert_eq!((timew::last(w), timew::status(w), timew::tmo(w)), (LAST_MAX, timew::PENDING, 255));
+        assert_eq!(timew::birth(w), 63);
+        assert_eq!(timew::birth(timew::with_last(w, 5)), 63);
         assert!(w & timew::HELD_BIT != 0);
         let w = timew::with_class(timew::with_status(w, timew::ACTIVE), 2);
         assert_eq!(class(w), FlowClass::Established);

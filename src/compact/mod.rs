@@ -26,10 +26,10 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 pub use handle::CompactFlow;
-use shard::{Common, Defaults, Palette, Shard};
+use shard::{Common, Defaults, Full, Make, Palette, Shard};
 
 use crate::hash::shard_of;
-use crate::stats::Counters;
+use crate::stats::{Counters, Event};
 use crate::capacity::Occupancy;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
@@ -48,7 +48,7 @@ const BATCH: usize = 16;
 /// protocol.
 ///
 /// Limits: at most 2^28 - 2 records per shard; at most 256 distinct timeouts per table (more map
-/// to the nearest longer one); [`CapacityPolicy::Reject`] only.
+/// to the nearest longer one); under [`CapacityPolicy::Evict`] each eviction scans the table.
 pub struct CompactFlowTable<K, V, S = DefaultHashBuilder> {
     shards: Box<[ShardPtr<K, V>]>,
     bits: u32,
@@ -74,6 +74,46 @@ where
     /// heaps, and the shard headers.
     pub fn memory_bytes(&self) -> usize {
         self.shards.iter().map(|s| s.memory() + std::mem::size_of::<Shard<K, V>>()).sum()
+    }
+
+    /// Counts a refused flow.
+    fn refuse(&self, hash: u64) -> TableFull {
+        self.common.counters.add(shard_of(hash, self.bits), Event::RejectedFull);
+        TableFull { max_flows: self.common.occ.max() }
+    }
+
+    /// At the maximum, under [`CapacityPolicy::Evict`]: makes room for one flow, first by
+    /// expiring a flow past its deadline, else by evicting the least recently seen flow of the
+    /// lowest class. `false` under `Reject`, or if nothing could go.
+    ///
+    /// Cost: the eviction step scans every shard's slots (O(flows)); a flood at a large maximum
+    /// pays that per new flow (a per-class recency order is future work, see the report).
+    fn make_room(&self, now: Timestamp) -> bool {
+        if self.common.occ.policy() != CapacityPolicy::Evict {
+            return false;
+        }
+        let hash = |k: &K| self.hash_key(k);
+        let n = self.shards.len();
+        // Relaxed: only spreads the starting shard.
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        if (0..n).any(|i| self.shards[(start + i) & (n - 1)].reclaim(now, &hash)) {
+            return true;
+        }
+        for _ in 0..8 {
+            let mut best: Option<(shard::Victim, usize)> = None;
+            for i in 0..n {
+                if let Some(v) = self.shards[i].victim() {
+                    if best.as_ref().is_none_or(|(b, _)| id::evicts_before(v.order, b.order)) {
+                        best = Some((v, i));
+                    }
+                }
+            }
+            let Some((v, i)) = best else { return false };
+            if self.shards[i].evict(v.idx, v.gen, &hash) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Asserts the invariants of every shard (does nothing in release builds).
@@ -105,9 +145,6 @@ where
     const MAX_TIMEOUT: Duration = id::MAX_TIMEOUT;
 
     fn with_config(config: Config<K, V, S>) -> Result<Self, ConfigError> {
-        if config.capacity_policy != CapacityPolicy::Reject {
-            return Err(ConfigError::Unsupported("the compact backend implements CapacityPolicy::Reject only"));
-        }
         let shards = config.shards;
         let expected = if config.capacity > 0 {
             config.capacity
@@ -125,8 +162,8 @@ where
             occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
             palette: Palette::new(id::timeout_ms(config.idle_timeout)),
             timeout: config.idle_timeout,
+            births: AtomicUsize::new(0),
         });
-        debug_assert_eq!(common.occ.policy(), CapacityPolicy::Reject);
         let cap = slots::Slots::cap_for(per_shard);
         let shards: Box<[ShardPtr<K, V>]> =
             (0..shards).map(|i| ShardPtr::new(Shard::new(i, cap, per_shard, Arc::clone(&common)))).collect();
@@ -187,14 +224,27 @@ where
             self.hash_key(&key),
             "get_or_insert_with_hashed: hash is not the table's hash of the key"
         );
-        let (r, created) = self.shard(hash).get_or_insert(key, hash, now, self.defaults, init)?;
-        Ok(GetOrInsert { flow: CompactFlow(r), created })
+        let mut make = Make { init: Some(init), ready: None };
+        let mut key = key;
+        loop {
+            match self.shard(hash).get_or_insert(key, hash, now, self.defaults, &mut make) {
+                Ok((r, created)) => return Ok(GetOrInsert { flow: CompactFlow(r), created }),
+                Err(Full(Some(k))) if self.make_room(now) => key = k,
+                Err(_) => return Err(self.refuse(hash)),
+            }
+        }
     }
 
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
         let hash = self.hash_key(&key);
-        let (r, old) = self.shard(hash).insert(key, hash, value, now, self.defaults)?;
-        Ok((CompactFlow(r), old.map(CompactFlow)))
+        let (mut key, mut value) = (key, value);
+        loop {
+            match self.shard(hash).insert(key, hash, value, now, self.defaults) {
+                Ok((r, old)) => return Ok((CompactFlow(r), old.map(CompactFlow))),
+                Err(Full(Some((k, v)))) if self.make_room(now) => (key, value) = (k, v),
+                Err(_) => return Err(self.refuse(hash)),
+            }
+        }
     }
 
     fn remove(&self, key: &K) -> Option<Self::Handle> {

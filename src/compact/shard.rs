@@ -8,7 +8,7 @@
 
 use super::arena::{Arena, NONE};
 use super::heap::{From, Timers, UNFILED};
-use super::id::{self, slot, timew};
+use super::id::{self, refw, slot, timew};
 use super::rc::Due;
 use super::rc::{Creation, DeadRecord, RecordRef};
 use super::slots::{SlotArray, Slots, SlotsW};
@@ -17,7 +17,7 @@ use crate::stats::{Counters, Event};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::capacity::Occupancy;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
-use crate::{FlowStatus, RemovalCause, TableFull, Timestamp};
+use crate::{FlowClass, FlowStatus, RemovalCause, Timestamp};
 use std::time::Duration;
 
 /// The distinct timeouts of a table (ms; `NEVER` for never): a record stores an 8-bit index into
@@ -82,6 +82,8 @@ pub(crate) struct Common<K, V> {
     pub(crate) palette: Palette,
     /// The table's idle timeout.
     pub(crate) timeout: Duration,
+    /// Flows created so far (its low 6 bits are stamped into each record, see `timew::birth`).
+    pub(crate) births: AtomicUsize,
 }
 
 impl<K, V> Common<K, V> {
@@ -166,6 +168,53 @@ fn cause_status(c: RemovalCause) -> u64 {
         RemovalCause::Replaced => FlowStatus::Replaced,
         RemovalCause::Evicted => FlowStatus::Evicted,
     }) as u64
+}
+
+/// A new flow refused because the table is full, with what the caller may retry with (`None` if
+/// it was consumed).
+pub(crate) struct Full<T>(pub(crate) Option<T>);
+
+/// Where a creation's value comes from: `init`, or the value an abandoned attempt already made.
+pub(crate) struct Make<F, V> {
+    pub(crate) init: Option<F>,
+    pub(crate) ready: Option<V>,
+}
+
+impl<F: FnOnce() -> V, V> Make<F, V> {
+    fn value(&mut self) -> V {
+        match self.ready.take() {
+            Some(v) => v,
+            None => (self.init.take().expect("init runs once"))(),
+        }
+    }
+}
+
+/// References taken under the shard lock that may be the last ones, to drop after it (C11). A
+/// few fit inline (a writer's search meets a record of another key with the same tag now and
+/// then), so the common case allocates nothing.
+pub(crate) struct Deferred<K, V> {
+    inline: [Option<RecordRef<K, V>>; 4],
+    more: Vec<RecordRef<K, V>>,
+}
+
+impl<K, V> Deferred<K, V> {
+    fn new() -> Self {
+        Deferred { inline: [None, None, None, None], more: Vec::new() }
+    }
+    fn push(&mut self, r: RecordRef<K, V>) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(s) => *s = Some(r),
+            None => self.more.push(r),
+        }
+    }
+}
+
+/// An eviction candidate: its order key (class, last seen, birth) and its slot's identity.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Victim {
+    pub(crate) order: (FlowClass, u64, u8),
+    pub(crate) idx: u32,
+    pub(crate) gen: u8,
 }
 
 /// What `insert` returns: the new flow and the one it replaced.
@@ -343,7 +392,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
 
     /// The writers' search (shard lock held). References to other keys' records that it took
     /// go to `defer` (one may be the last; it is dropped after the lock).
-    fn find(&self, key: &K, hash: u64, defer: &mut Vec<RecordRef<K, V>>) -> Found<K, V> {
+    fn find(&self, key: &K, hash: u64, defer: &mut Deferred<K, V>) -> Found<K, V> {
         let tag = slot::tag_of(hash);
         let arr = self.slots.array();
         let mut p = arr.home(tag);
@@ -383,7 +432,9 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
         self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
-        let time = timew::new(id::ms_ceil(now), timew::PENDING, d.held, self.common.new_tmo(d));
+        // Relaxed: a tie-breaker for eviction order, nothing is published by it.
+        let birth = self.common.births.fetch_add(1, Ordering::Relaxed) as u8;
+        let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))
     }
 
@@ -401,19 +452,17 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         hash: u64,
         now: Timestamp,
         d: Defaults,
-        init: F,
-    ) -> Result<(RecordRef<K, V>, bool), TableFull> {
+        make: &mut Make<F, V>,
+    ) -> Result<(RecordRef<K, V>, bool), Full<K>> {
         let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
-        let mut init = Some(init);
-        let mut ready: Option<V> = None;
         let mut key = Some(key);
         loop {
             let k = key.as_ref().expect("key kept until the record takes it");
             if let Some(r) = self.lookup(k, hash, t) {
                 return Ok((r, false));
             }
-            let mut defer = Vec::new();
+            let mut defer = Deferred::new();
             let mut displaced = None;
             let mut g = self.lock();
             let (pos, old) = match self.find(k, hash, &mut defer) {
@@ -440,8 +489,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                             drop(g);
                             drop(rec);
                             drop(defer);
-                            self.count(Event::RejectedFull);
-                            return Err(TableFull { max_flows: self.common.occ.max() });
+                            return Err(Full(key.take()));
                         }
                         match rec.record().leave_if_due(t, &self.common.palette) {
                             Ok(()) => {
@@ -477,8 +525,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 if let Some(r) = displaced {
                     self.finish_exit(&r, RemovalCause::Expired);
                 }
-                self.count(Event::RejectedFull);
-                return Err(TableFull { max_flows: self.common.occ.max() });
+                return Err(Full(if reserved { None } else { key.take() }));
             };
             let new = slot::pack(tag, c.handle().record().gen(), c.handle().index());
             self.place(&mut g, tag, pos, old, new);
@@ -490,10 +537,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
 
             // `init` runs outside every lock; a panic cancels the creation (the guard).
             let mut guard = Cancel { shard: self, creation: Some(c), slot: new };
-            let value = match ready.take() {
-                Some(v) => v,
-                None => (init.take().expect("init runs once"))(),
-            };
+            let value = make.value();
             c = guard.creation.take().expect("creation");
             drop(guard);
             c.write_value(value);
@@ -511,7 +555,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
             drop(g);
             self.common.unreserve();
             key = Some(c.handle().key().clone());
-            ready = c.take_back();
+            make.ready = c.take_back();
             drop(c);
         }
     }
@@ -524,10 +568,10 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         value: V,
         now: Timestamp,
         d: Defaults,
-    ) -> Result<Inserted<K, V>, TableFull> {
+    ) -> Result<Inserted<K, V>, Full<(K, V)>> {
         let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
-        let mut defer = Vec::new();
+        let mut defer = Deferred::new();
         let mut left: Option<(RecordRef<K, V>, RemovalCause)> = None;
         let mut g = self.lock();
         let (pos, old) = match self.find(&key, hash, &mut defer) {
@@ -576,8 +620,8 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         };
         if left.is_none() && !self.common.reserve() {
             drop(g);
-            self.count(Event::RejectedFull);
-            return Err(TableFull { max_flows: self.common.occ.max() });
+            drop(defer);
+            return Err(Full(Some((key, value))));
         }
         let Some(mut c) = self.alloc(&mut g, key, now, d) else {
             self.common.unreserve();
@@ -589,8 +633,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
             if let Some((r, c)) = left {
                 self.finish_exit(&r, c);
             }
-            self.count(Event::RejectedFull);
-            return Err(TableFull { max_flows: self.common.occ.max() });
+            return Err(Full(None));
         };
         c.write_value(value);
         let ok = c.handle().record().transition(timew::PENDING, timew::ACTIVE);
@@ -613,7 +656,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
 
     /// `remove` on this shard.
     pub(crate) fn remove(&self, key: &K, hash: u64) -> Option<RecordRef<K, V>> {
-        let mut defer = Vec::new();
+        let mut defer = Deferred::new();
         let mut g = self.lock();
         let found = self.find(key, hash, &mut defer);
         let out = match found {
@@ -664,6 +707,16 @@ impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
     /// (outside the lock) to clear expired flows' slots.
     pub(crate) fn expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> usize {
+        self.expire_counting(now, budget, hash, false)
+    }
+
+    /// Makes room at the maximum: expires one flow past its deadline, if there is one (counted
+    /// as reclaimed as well as expired).
+    pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> bool {
+        self.expire_counting(now, 1, hash, true) > 0
+    }
+
+    fn expire_counting(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64, reclaim: bool) -> usize {
         let t = id::ms_floor(now);
         let mut total = 0;
         let mut panic = None;
@@ -718,6 +771,9 @@ impl<K, V> Shard<K, V> {
             for _ in expired[..ne].iter().flatten() {
                 self.common.unreserve();
                 self.count(Event::Left(RemovalCause::Expired));
+                if reclaim {
+                    self.count(Event::Reclaimed);
+                }
             }
             let pal = &self.common.palette;
             let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -802,6 +858,58 @@ impl<K, V> Shard<K, V> {
                 }
             }
         }
+    }
+
+    /// The eviction candidate of this shard: its active flow of the lowest class, least recently
+    /// seen first, as `(class, last seen, index, generation)`. Reads the records' words without
+    /// taking references (they are atomics in memory that stays allocated, C6); `evict` validates.
+    pub(crate) fn victim(&self) -> Option<Victim> {
+        let _g = self.lock();
+        let arr = self.slots.array();
+        let mut best: Option<Victim> = None;
+        for p in 0..arr.cap() {
+            let v = arr.get(p);
+            if !slot::is_live(v) {
+                continue;
+            }
+            let rec = self.arena.get(slot::idx(v));
+            let a = rec.refs_word();
+            if refw::gen(a) != slot::gen(v) || refw::rc(a) == 0 {
+                continue;
+            }
+            let w = rec.time_word();
+            if timew::status(w) != timew::ACTIVE {
+                continue;
+            }
+            let c = Victim { order: (id::class(w), timew::last(w), timew::birth(w)), idx: slot::idx(v), gen: slot::gen(v) };
+            if best.as_ref().is_none_or(|b| id::evicts_before(c.order, b.order)) {
+                best = Some(c);
+            }
+        }
+        best
+    }
+
+    /// Evicts the flow at `idx` if it still has generation `gen` and is active.
+    pub(crate) fn evict(&self, idx: u32, gen: u8, hash: &dyn Fn(&K) -> u64) -> bool {
+        let Some(r) = self.arena.try_ref(idx, gen) else { return false };
+        let class = id::class(r.record().time_word());
+        let left = {
+            let _g = self.lock();
+            let ok = r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Evicted));
+            if ok {
+                r.record().bump_gen(); // Upholds C2.
+            }
+            ok
+        };
+        if left {
+            let v = slot::pack(slot::tag_of(hash(r.key())), gen, idx);
+            let mut g = self.lock();
+            self.clear_slot(&mut g, v);
+            drop(g);
+            self.count(Event::Evicted(class));
+            self.finish_exit(&r, RemovalCause::Evicted);
+        }
+        left
     }
 
     /// Files an extra timer for a flow whose deadline moved forward (`set_timeout` shorter).

@@ -72,6 +72,10 @@ macro_rules! overload_backend_tests {
         mod dashmap {
             $( #[test] fn $name() { super::$name::<$crate::common::Dash>(); } )*
         }
+        #[cfg(feature = "compact")]
+        mod compact {
+            $( #[test] fn $name() { super::$name::<$crate::common::Compact>(); } )*
+        }
     };
 }
 
