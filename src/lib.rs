@@ -76,12 +76,12 @@ pub mod compact;
 
 pub use builder::{default_shards, Config, ConfigError, FlowTableBuilder, MAX_SHARDS};
 pub use capacity::{CapacityPolicy, Emergency};
+#[cfg(feature = "compact")]
+pub use compact::{CompactFlow, CompactFlowTable};
 pub use flow::{ExpiryMode, FlowClass, FlowStatus};
 pub use hash::DefaultHashBuilder;
 pub use key::{proto, Direction, FlowKey, FlowKeyV4, FlowKeyV6, KeyError, Zone};
 pub use listener::{Listener, RemovalCause, RemovalEvent};
-#[cfg(feature = "compact")]
-pub use compact::{CompactFlow, CompactFlowTable};
 #[cfg(feature = "dashmap")]
 pub use reference::{DashFlow, DashFlowTable};
 pub use stats::Stats;

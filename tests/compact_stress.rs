@@ -21,8 +21,15 @@ fn scale(n: u64) -> u64 {
 }
 
 fn key(i: u32) -> FlowKeyV4 {
-    FlowKeyV4::new(proto::UDP, (0x0a00_0000 | i).into(), 1000 + (i >> 24) as u16, [192, 0, 2, 1].into(), 53, Zone::DEFAULT)
-        .0
+    FlowKeyV4::new(
+        proto::UDP,
+        (0x0a00_0000 | i).into(),
+        1000 + (i >> 24) as u16,
+        [192, 0, 2, 1].into(),
+        53,
+        Zone::DEFAULT,
+    )
+    .0
 }
 
 /// A tiny xorshift, one per thread.
@@ -47,7 +54,10 @@ fn race(mode: ExpiryMode, keys: u32, max_flows: usize) {
     const THREADS: u64 = 4;
     let ops = scale(40_000);
     let ids = (THREADS * ops + 1) as usize;
-    let seen = Arc::new(Seen { notified: (0..ids.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(), events: AtomicUsize::new(0) });
+    let seen = Arc::new(Seen {
+        notified: (0..ids.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        events: AtomicUsize::new(0),
+    });
     let sink = Arc::clone(&seen);
     let t: Arc<CompactFlowTable<FlowKeyV4, u64>> = Arc::new(
         FlowTableBuilder::new()
@@ -71,9 +81,10 @@ fn race(mode: ExpiryMode, keys: u32, max_flows: usize) {
     let barrier = Arc::new(Barrier::new(THREADS as usize + 1));
     let workers: Vec<_> = (0..THREADS)
         .map(|tid| {
-            let (t, clock, created, barrier) = (Arc::clone(&t), Arc::clone(&clock), Arc::clone(&created), Arc::clone(&barrier));
+            let (t, clock, created, barrier) =
+                (Arc::clone(&t), Arc::clone(&clock), Arc::clone(&created), Arc::clone(&barrier));
             thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (tid + 1) * 0x1234_5678_9abc_def1);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((tid + 1) * 0x1234_5678_9abc_def1));
                 let mut held: Vec<<CompactFlowTable<FlowKeyV4, u64> as FlowTable<FlowKeyV4, u64>>::Handle> = Vec::new();
                 let mut batch = Vec::new();
                 barrier.wait();

@@ -13,8 +13,8 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 
-use super::id::slot::MAX_RECORDS;
 use super::id::refw;
+use super::id::slot::MAX_RECORDS;
 use super::rc::{Creation, Record, RecordRef};
 use super::shard::Shard;
 use crate::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -135,8 +135,8 @@ impl<K, V> Arena<K, V> {
         unsafe { rec.write_key(key) };
         rec.set_time(time);
         rec.revive(); // Release: publishes the key to any reader that takes a reference (C5)
-        // SAFETY: `revive` took the count the new ref owns; this is the record's only `Creation`
-        // for this lifetime (C9).
+                      // SAFETY: `revive` took the count the new ref owns; this is the record's only `Creation`
+                      // for this lifetime (C9).
         unsafe { Creation::new(RecordRef::adopt(rec)) }
     }
 
@@ -228,7 +228,11 @@ impl<K, V> Arena<K, V> {
         let chunks = len.div_ceil(per);
         let full = len / per;
         let tail = len % per;
-        let tail_bytes = if tail == 0 { 0 } else { (Geometry::<K, V>::OFFSET + tail * Geometry::<K, V>::REC).next_multiple_of(4096) };
+        let tail_bytes = if tail == 0 {
+            0
+        } else {
+            (Geometry::<K, V>::OFFSET + tail * Geometry::<K, V>::REC).next_multiple_of(4096)
+        };
         full * Geometry::<K, V>::BYTES + tail_bytes + chunks.div_ceil(BLOCK) * size_of::<Block>() + self.top.len() * 8
     }
 
@@ -264,8 +268,9 @@ impl<K, V> Arena<K, V> {
 impl<K, V> Drop for Arena<K, V> {
     fn drop(&mut self) {
         let layout = Geometry::<K, V>::layout();
-        for b in self.top.iter_mut() {
-            let b = *b.get_mut();
+        for b in self.top.iter() {
+            // Acquire: pairs with the publication (`&mut self` already excludes other users).
+            let b = b.load(Ordering::Acquire);
             if b.is_null() {
                 continue;
             }

@@ -28,13 +28,14 @@ use std::time::Duration;
 pub use handle::CompactFlow;
 use shard::{Common, Defaults, Full, Make, Palette, Shard};
 
+use crate::capacity::Occupancy;
 use crate::hash::shard_of;
 use crate::stats::{Counters, Event};
-use crate::capacity::Occupancy;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::Arc;
 use crate::{
-    CapacityPolicy, Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, Stats, TableFull, Timestamp,
+    CapacityPolicy, Config, ConfigError, DefaultHashBuilder, ExpiryMode, FlowTable, GetOrInsert, Stats, TableFull,
+    Timestamp,
 };
 use arena::ShardPtr;
 
@@ -103,7 +104,7 @@ where
             let mut best: Option<(shard::Victim, usize)> = None;
             for i in 0..n {
                 if let Some(v) = self.shards[i].victim() {
-                    if best.as_ref().is_none_or(|(b, _)| id::evicts_before(v.order, b.order)) {
+                    if best.as_ref().map_or(true, |(b, _)| id::evicts_before(v.order, b.order)) {
                         best = Some((v, i));
                     }
                 }

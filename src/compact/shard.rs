@@ -12,10 +12,10 @@ use super::id::{self, refw, slot, timew};
 use super::rc::Due;
 use super::rc::{Creation, DeadRecord, RecordRef};
 use super::slots::{SlotArray, Slots, SlotsW};
+use crate::capacity::Occupancy;
 use crate::listener::{notify_each, AsEvent, Listener, RemovalEvent};
 use crate::stats::{Counters, Event};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use crate::capacity::Occupancy;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::{FlowClass, FlowStatus, RemovalCause, Timestamp};
 use std::time::Duration;
@@ -280,7 +280,11 @@ impl<K, V> Shard<K, V> {
 
     /// (probes, lookups, max) of the writers' searches.
     pub(crate) fn probe_stats(&self) -> (u64, u64, u64) {
-        (self.probes.load(Ordering::Relaxed), self.lookups.load(Ordering::Relaxed), self.probe_max.load(Ordering::Relaxed))
+        (
+            self.probes.load(Ordering::Relaxed),
+            self.lookups.load(Ordering::Relaxed),
+            self.probe_max.load(Ordering::Relaxed),
+        )
     }
 
     /// The first `TOMB` or `EMPTY` from the home of `tag` (shard lock held).
@@ -375,9 +379,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 if v != slot::TOMB && slot::tag(v) == tag {
                     match self.arena.try_ref(slot::idx(v), slot::gen(v)) {
                         // The key is compared only once the reference pins the record (C2).
-                        Some(r) if r.key() == key => {
-                            return r.record().visible(now, &self.common.palette).then_some(r)
-                        }
+                        Some(r) if r.key() == key => return r.record().visible(now, &self.common.palette).then_some(r),
                         Some(_) => {}
                         None => self.slots.reap(arr, p, v),
                     }
@@ -432,7 +434,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
         self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
-        // Relaxed: a tie-breaker for eviction order, nothing is published by it.
+                                                   // Relaxed: a tie-breaker for eviction order, nothing is published by it.
         let birth = self.common.births.fetch_add(1, Ordering::Relaxed) as u8;
         let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))
@@ -679,7 +681,6 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         }
         out
     }
-
 }
 
 impl<K, V> Shard<K, V> {
@@ -881,8 +882,9 @@ impl<K, V> Shard<K, V> {
             if timew::status(w) != timew::ACTIVE {
                 continue;
             }
-            let c = Victim { order: (id::class(w), timew::last(w), timew::birth(w)), idx: slot::idx(v), gen: slot::gen(v) };
-            if best.as_ref().is_none_or(|b| id::evicts_before(c.order, b.order)) {
+            let c =
+                Victim { order: (id::class(w), timew::last(w), timew::birth(w)), idx: slot::idx(v), gen: slot::gen(v) };
+            if best.as_ref().map_or(true, |b| id::evicts_before(c.order, b.order)) {
                 best = Some(c);
             }
         }

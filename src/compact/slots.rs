@@ -319,7 +319,8 @@ impl Slots {
 
 impl Drop for Slots {
     fn drop(&mut self) {
-        let p = *self.current.get_mut();
+        // Acquire: pairs with the last publication (`&mut self` already excludes readers).
+        let p = self.current.load(Ordering::Acquire);
         // SAFETY: `p` came from `Box::into_raw` and is freed only here (C1); `&mut self` means no
         // reader is left.
         drop(unsafe { Box::from_raw(p) });
