@@ -39,6 +39,11 @@ use crate::{
 };
 use arena::ShardPtr;
 
+#[cfg(all(test, flowtable_loom))]
+mod tests {
+    mod loom_rc;
+}
+
 /// Keys per batch step of `get_batch` (hashes and prefetches of one step are in flight together).
 const BATCH: usize = 16;
 
@@ -47,6 +52,10 @@ const BATCH: usize = 16;
 /// See [`FlowTable`] for the contract, `design/memory.md` for the bytes per flow (about 53 for a
 /// [`FlowKeyV4`](crate::FlowKeyV4) and an 8-byte value) and `design/concurrency.md` for the
 /// protocol.
+///
+/// `stats().probe_mean` / `probe_max` count the slots visited by the writers' searches (creation,
+/// `insert`, `remove`: every creation is an unsuccessful search, the longest kind); lock-free
+/// lookups are not counted, so that they write no shared cache line.
 ///
 /// Limits: at most 2^28 - 2 records per shard; at most 256 distinct timeouts per table (more map
 /// to the nearest longer one); under [`CapacityPolicy::Evict`] each eviction scans the table.

@@ -154,6 +154,15 @@ impl<K, V> Record<K, V> {
 
     /// Changes the time word with `f` until it sticks or `f` declines.
     pub(crate) fn update_time(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        #[cfg(flowtable_loom_mutant)]
+        {
+            // The injected bug of the loom model `touch_vs_expire_is_one_or_the_other`.
+            let w = self.time.load(Ordering::Acquire);
+            let Some(n) = f(w) else { return Err(w) };
+            self.time.store(n, Ordering::Release);
+            return Ok(w);
+        }
+        #[allow(unreachable_code)]
         let mut w = self.time.load(Ordering::Acquire);
         loop {
             let Some(n) = f(w) else { return Err(w) };
