@@ -45,6 +45,22 @@ fi
 if [ -d pipeline ]; then
   step "tests: pipeline (tshark equivalence on every capture in ../shared/traces, bad input)"
   cargo test --release -p flowtable-pipeline
+  step "the main job: the pipeline on the bundled capture (the README's first command)"
+  cargo run --release -p flowtable-pipeline -- --output /dev/null
+
+  # The committed reference of the bundled capture must be tshark's own dissection: regenerate it.
+  step "reference check: flows-from-tshark on data/demo.pcapng"
+  traces=${FLOWTABLE_TRACES:-../shared/traces}
+  if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null) \
+      || echo "could not install tshark"
+  fi
+  if command -v tshark >/dev/null 2>&1 && [ -x "$traces/flows-from-tshark" ]; then
+    "$traces/flows-from-tshark" data/demo.pcapng | diff -u data/demo.pcapng.flows.csv -
+    echo "data/demo.pcapng.flows.csv is tshark's dissection"
+  else
+    echo "skipped: tshark or $traces/flows-from-tshark not available"
+  fi
 fi
 
 if [ -d loom-tests ]; then

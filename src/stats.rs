@@ -37,6 +37,10 @@ pub struct Stats {
     pub reclaimed_expired: u64,
     /// Whether emergency mode (shorter timeouts for new flows) is on.
     pub emergency: bool,
+    /// Bytes held by the table's own structures (index, records of flows in the table, timers):
+    /// counted exactly by the compact backend, estimated from capacities and entry sizes by the
+    /// dashmap backend. Records that left the table but are still held by handles are not included.
+    pub memory_bytes: usize,
     /// Mean probe length of lookups so far (slots visited per lookup); 0 where the backend has no probes.
     pub probe_mean: f64,
     /// Longest probe seen so far; 0 where the backend has no probes.

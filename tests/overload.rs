@@ -125,16 +125,24 @@ fn flood_never_evicts_busy_established_flows<B: Backend>() {
     let clock = AtomicUsize::new(1);
     let done = AtomicBool::new(false);
     let peak = AtomicUsize::new(0);
+    let flooders = AtomicUsize::new(2);
     thread::scope(|s| {
-        s.spawn(|| {
-            for n in 0..(10 * max as u32) {
-                let now = ms(clock.fetch_add(1, Ordering::Relaxed) as u64);
-                let r = t.get_or_insert_with(key(1_000_000 + n), now, || 1_000_000 + u64::from(n));
-                assert!(r.is_ok(), "the evicting table refused a new flow");
-                peak.fetch_max(t.len(), Ordering::Relaxed);
-            }
-            done.store(true, Ordering::SeqCst);
-        });
+        // Two flooders racing each other for the room eviction makes: with the victim's room
+        // handed straight to the evicting creator, no new flow is ever refused.
+        for f in 0..2u32 {
+            let (t, clock, peak, done, flooders) = (&t, &clock, &peak, &done, &flooders);
+            s.spawn(move || {
+                for n in (f..(10 * max as u32)).step_by(2) {
+                    let now = ms(clock.fetch_add(1, Ordering::Relaxed) as u64);
+                    let r = t.get_or_insert_with(key(1_000_000 + n), now, || 1_000_000 + u64::from(n));
+                    assert!(r.is_ok(), "the evicting table refused a new flow");
+                    peak.fetch_max(t.len(), Ordering::Relaxed);
+                }
+                if flooders.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    done.store(true, Ordering::SeqCst);
+                }
+            });
+        }
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
                 for i in 0..established {

@@ -47,6 +47,12 @@ impl<T: Evictable> EvictionQueues<T> {
         self.stripes.len()
     }
 
+    /// Estimated bytes, as for the timer queues.
+    pub(super) fn bytes(&self) -> usize {
+        let per = std::mem::size_of::<(u64, ByPtr<T>, Reverse<u64>)>() + 9 + 16;
+        self.stripes.iter().flat_map(|s| s.iter()).map(|q| q.lock().capacity() * per).sum()
+    }
+
     /// Files `rec` under `class` in `stripe`.
     pub(super) fn file(&self, stripe: usize, class: FlowClass, rec: &Arc<T>) {
         self.stripes[stripe][class as usize].lock().push(ByPtr(Arc::clone(rec)), Reverse(rec.seen()));

@@ -72,6 +72,11 @@ impl<K: Hash + Eq + Clone, T, S: BuildHasher + Clone> WeakMap<K, T, S> {
         self.inner.iter().map(|r| r.value().clone()).collect()
     }
 
+    /// Bytes of the map's tables: capacity times entry size plus a control byte (hashbrown).
+    pub(super) fn bytes(&self) -> usize {
+        self.inner.capacity() * (std::mem::size_of::<(K, Weak<T>)>() + 1)
+    }
+
     /// Entries, dead ones included.
     pub(super) fn entries(&self) -> usize {
         self.inner.len()

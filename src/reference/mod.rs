@@ -97,12 +97,23 @@ where
 
     /// Takes room for a new flow; at the maximum, evicts under `CapacityPolicy::Evict`.
     fn reserve(&self, now: Timestamp) -> bool {
-        for _ in 0..8 {
+        for round in 0..64 {
             if self.occupancy.try_reserve() {
                 return true;
             }
-            if self.occupancy.policy() == CapacityPolicy::Reject || !self.evict_one(now) {
+            if self.occupancy.policy() == CapacityPolicy::Reject {
                 return false;
+            }
+            match self.evict_one(now) {
+                // The victim's room passed straight to this caller: no other thread can take it.
+                Room::Transferred => return true,
+                // Room was freed (or is being freed by another exit): take it if still there.
+                Room::Freed => {
+                    if round >= 4 {
+                        crate::sync::thread::yield_now();
+                    }
+                }
+                Room::None => return false,
             }
         }
         false
@@ -113,30 +124,32 @@ where
     }
 
     /// Makes room for one flow: a flow already past its deadline leaves as expired, else the least
-    /// recently seen flow of the lowest eviction class leaves as evicted. `false` if none could go.
-    fn evict_one(&self, now: Timestamp) -> bool {
+    /// recently seen flow of the lowest eviction class leaves as evicted, its room going to the caller.
+    fn evict_one(&self, now: Timestamp) -> Room {
         let t = &self.timers;
         let (n, home) = (t.len(), t.home());
         if self.expire_queues((0..n).map(|i| ((home + i) & (n - 1), false)), now, &Budget::new(1)) == 1 {
             self.counters.add(home, Event::Reclaimed);
-            return true;
+            return Room::Freed;
         }
-        let Some(queues) = &self.evict else { return false };
+        let Some(queues) = &self.evict else { return Room::None };
         let mut discard = Vec::new();
-        let mut evicted = false;
-        while let Some((rec, class)) = queues.pop_victim(&mut discard) {
+        let mut room = Room::None;
+        if let Some((rec, class)) = queues.pop_victim(&mut discard) {
             if rec.try_leave(RemovalCause::Evicted) {
-                let timer = self.finish_exit(&rec, RemovalCause::Evicted, true, false);
+                let timer = self.detach(&rec, true, false);
+                self.counters.add(rec.hash as usize, Event::Left(RemovalCause::Evicted));
                 self.counters.add(rec.hash as usize, Event::Evicted(class));
                 self.notify(&rec, RemovalCause::Evicted);
                 discard.extend(timer);
-                evicted = true;
-                break;
+                room = Room::Transferred;
+            } else {
+                room = Room::Freed; // another exit (remove, expiry) won the victim and frees its room
             }
             discard.push(rec);
         }
         drop(discard); // outside every lock (R5)
-        evicted
+        room
     }
 
     fn new_record(self: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
@@ -173,6 +186,15 @@ where
         in_map: bool,
         timer_popped: bool,
     ) -> Option<Arc<Rec<K, V, S>>> {
+        let timer = self.detach(rec, in_map, timer_popped);
+        self.unreserve();
+        self.counters.add(rec.hash as usize, Event::Left(cause));
+        timer
+    }
+
+    /// Takes a record that left out of the map (by identity), its timer queue and its eviction
+    /// queue; returns the timer's `Arc` for the caller to drop outside locks.
+    fn detach(&self, rec: &Arc<Rec<K, V, S>>, in_map: bool, timer_popped: bool) -> Option<Arc<Rec<K, V, S>>> {
         if in_map {
             self.map.remove_if_same(&rec.key, Arc::as_ptr(rec));
         }
@@ -180,8 +202,6 @@ where
         if let Some(q) = &self.evict {
             drop(q.unfile(rec.queue % q.len(), rec));
         }
-        self.unreserve();
-        self.counters.add(rec.hash as usize, Event::Left(cause));
         timer
     }
 
@@ -346,6 +366,16 @@ where
         drop(timer);
         cause == RemovalCause::Replaced
     }
+}
+
+/// What an eviction attempt did about room for a new flow.
+enum Room {
+    /// A victim left and its room is the caller's (the count was not released).
+    Transferred,
+    /// Room was or is being freed; the caller must still take it.
+    Freed,
+    /// Nothing could go.
+    None,
 }
 
 /// How many timers an expiry pass pops at a time before drawing on its budget again.
@@ -533,8 +563,12 @@ where
     }
 
     fn stats(&self) -> Stats {
-        let mut s = self.shared.counters.snapshot(self.len());
-        s.emergency = self.shared.occupancy.in_emergency();
+        let sh = &self.shared;
+        let mut s = sh.counters.snapshot(self.len());
+        s.emergency = sh.occupancy.in_emergency();
+        // Each record is one `Arc` allocation: two counts and the record.
+        let records = s.live * (std::mem::size_of::<Rec<K, V, S>>() + 16);
+        s.memory_bytes = sh.map.bytes() + sh.timers.bytes() + sh.evict.as_ref().map_or(0, |e| e.bytes()) + records;
         s
     }
 

@@ -141,6 +141,13 @@ impl<T> Timers<T> {
         out
     }
 
+    /// Estimated bytes of the queues: per capacity slot an index-map entry (hash, item, priority),
+    /// its index (8 bytes and a control byte) and two heap-position words.
+    pub(super) fn bytes(&self) -> usize {
+        let per = std::mem::size_of::<(u64, ByPtr<T>, Reverse<u64>)>() + 9 + 16;
+        self.queues.iter().map(|q| q.lock().capacity() * per).sum()
+    }
+
     /// Timers filed, over all queues.
     pub(super) fn total(&self) -> usize {
         self.queues.iter().map(|q| q.lock().len()).sum()
