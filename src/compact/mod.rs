@@ -44,6 +44,16 @@ mod tests {
     mod loom_rc;
 }
 
+/// What `make_room` achieved.
+enum Room {
+    /// A flow left and its room is reserved for the caller.
+    Handed,
+    /// A flow left and its room went back to the pool.
+    Freed,
+    /// Nothing could go.
+    None,
+}
+
 /// Keys per batch step of `get_batch` (hashes and prefetches of one step are in flight together).
 const BATCH: usize = 16;
 
@@ -92,24 +102,45 @@ where
         TableFull { max_flows: self.common.occ.max() }
     }
 
-    /// At the maximum, under [`CapacityPolicy::Evict`]: makes room for one flow, first by
-    /// expiring a flow past its deadline, else by evicting the least recently seen flow of the
-    /// lowest class. `false` under `Reject`, or if nothing could go.
-    ///
-    /// Cost: the eviction step scans every shard's slots (O(flows)); a flood at a large maximum
-    /// pays that per new flow (a per-class recency order is future work, see the report).
-    fn make_room(&self, now: Timestamp) -> bool {
+    /// Whether a creation refused for room should try again (under [`CapacityPolicy::Evict`]):
+    /// after `make_room` made room (handing it to `room` when it can), or once more when nothing
+    /// could be evicted (another exit may have freed room meanwhile).
+    fn room_for_retry(&self, now: Timestamp, room: &mut bool, retried: &mut bool) -> bool {
         if self.common.occ.policy() != CapacityPolicy::Evict {
             return false;
         }
+        match self.make_room(now) {
+            Room::Handed => {
+                *room = true;
+                true
+            }
+            Room::Freed => true,
+            Room::None => !std::mem::replace(retried, true),
+        }
+    }
+
+    /// At the maximum, under [`CapacityPolicy::Evict`]: makes room for one flow, first by
+    /// expiring a flow past its deadline, else by evicting the least recently seen flow of the
+    /// lowest class. The room of the flow that goes is handed to the caller, so that a racing
+    /// creation cannot take it.
+    ///
+    /// Cost: the eviction step scans every shard's slots (O(flows)); a flood at a large maximum
+    /// pays that per new flow (a per-class recency order is future work, see the report).
+    fn make_room(&self, now: Timestamp) -> Room {
         let hash = |k: &K| self.hash_key(k);
         let n = self.shards.len();
         // Relaxed: only spreads the starting shard.
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        if (0..n).any(|i| self.shards[(start + i) & (n - 1)].reclaim(now, &hash)) {
-            return true;
+        for i in 0..n {
+            match self.shards[(start + i) & (n - 1)].reclaim(now, &hash) {
+                (_, true) => return Room::Handed,
+                (left, false) if left > 0 => return Room::Freed,
+                _ => {}
+            }
         }
-        for _ in 0..8 {
+        // A candidate that another thread evicted (or that changed) first is rescanned: each
+        // failure means someone else made progress, so this ends while candidates exist.
+        loop {
             let mut best: Option<(shard::Victim, usize)> = None;
             for i in 0..n {
                 if let Some(v) = self.shards[i].victim() {
@@ -118,12 +149,12 @@ where
                     }
                 }
             }
-            let Some((v, i)) = best else { return false };
+            let Some((v, i)) = best else { return Room::None };
             if self.shards[i].evict(v.idx, v.gen, &hash) {
-                return true;
+                return Room::Handed;
             }
+            crate::sync::thread::yield_now();
         }
-        false
     }
 
     /// Asserts the invariants of every shard (does nothing in release builds).
@@ -234,27 +265,37 @@ where
             self.hash_key(&key),
             "get_or_insert_with_hashed: hash is not the table's hash of the key"
         );
-        let mut make = Make { init: Some(init), ready: None };
+        let mut make = Make { init: Some(init), ready: None, room: false };
         let mut key = key;
-        loop {
+        let mut retried = false;
+        let result = loop {
             match self.shard(hash).get_or_insert(key, hash, now, self.defaults, &mut make) {
-                Ok((r, created)) => return Ok(GetOrInsert { flow: CompactFlow(r), created }),
-                Err(Full(Some(k))) if self.make_room(now) => key = k,
-                Err(_) => return Err(self.refuse(hash)),
+                Ok((r, created)) => break Ok(GetOrInsert { flow: CompactFlow(r), created }),
+                Err(Full(Some(k))) if self.room_for_retry(now, &mut make.room, &mut retried) => key = k,
+                Err(_) => break Err(self.refuse(hash)),
             }
+        };
+        if make.room {
+            self.common.occ.release(); // handed-over room that was not needed after all
         }
+        result
     }
 
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
         let hash = self.hash_key(&key);
         let (mut key, mut value) = (key, value);
-        loop {
-            match self.shard(hash).insert(key, hash, value, now, self.defaults) {
-                Ok((r, old)) => return Ok((CompactFlow(r), old.map(CompactFlow))),
-                Err(Full(Some((k, v)))) if self.make_room(now) => (key, value) = (k, v),
-                Err(_) => return Err(self.refuse(hash)),
+        let (mut room, mut retried) = (false, false);
+        let result = loop {
+            match self.shard(hash).insert(key, hash, value, now, self.defaults, &mut room) {
+                Ok((r, old)) => break Ok((CompactFlow(r), old.map(CompactFlow))),
+                Err(Full(Some((k, v)))) if self.room_for_retry(now, &mut room, &mut retried) => (key, value) = (k, v),
+                Err(_) => break Err(self.refuse(hash)),
             }
+        };
+        if room {
+            self.common.occ.release();
         }
+        result
     }
 
     fn remove(&self, key: &K) -> Option<Self::Handle> {
@@ -299,6 +340,7 @@ where
     fn stats(&self) -> Stats {
         let mut st = self.common.counters.snapshot(self.len());
         st.emergency = self.common.occ.in_emergency();
+        st.memory_bytes = self.memory_bytes();
         let (mut probes, mut lookups, mut max) = (0, 0, 0);
         for s in self.shards.iter() {
             let (p, l, m) = s.probe_stats();

@@ -90,6 +90,10 @@ impl<K, V> Common<K, V> {
     fn reserve(&self) -> bool {
         self.occ.try_reserve()
     }
+    /// Room for one flow: the room an eviction handed over, if any, else a reservation.
+    fn take_room(&self, room: &mut bool) -> bool {
+        std::mem::take(room) || self.reserve()
+    }
     fn force_reserve(&self) {
         self.occ.force_reserve();
     }
@@ -178,6 +182,8 @@ pub(crate) struct Full<T>(pub(crate) Option<T>);
 pub(crate) struct Make<F, V> {
     pub(crate) init: Option<F>,
     pub(crate) ready: Option<V>,
+    /// Room an eviction handed to this creation (one reserved flow of the occupancy).
+    pub(crate) room: bool,
 }
 
 impl<F: FnOnce() -> V, V> Make<F, V> {
@@ -487,7 +493,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     }
                     if s == timew::ACTIVE {
                         // Room first: at the maximum the invisible flow stays as it is.
-                        if !self.common.reserve() {
+                        if !self.common.take_room(&mut make.room) {
                             drop(g);
                             drop(rec);
                             drop(defer);
@@ -504,7 +510,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                                 return Ok((rec, false));
                             }
                             Err(false) => {
-                                self.common.unreserve();
+                                make.room = true; // kept for the creation below
                                 defer.push(rec);
                             }
                         }
@@ -514,7 +520,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     (pos, v)
                 }
             };
-            let reserved = displaced.is_some() || self.common.reserve();
+            let reserved = displaced.is_some() || self.common.take_room(&mut make.room);
             let created = if reserved { self.alloc(&mut g, key.take().expect("key"), now, d) } else { None };
             let Some(mut c) = created else {
                 if reserved {
@@ -570,6 +576,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         value: V,
         now: Timestamp,
         d: Defaults,
+        room: &mut bool,
     ) -> Result<Inserted<K, V>, Full<(K, V)>> {
         let t = id::ms_floor(now);
         let tag = slot::tag_of(hash);
@@ -605,7 +612,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         }
                     } else {
                         // Room first: at the maximum the invisible flow stays as it is.
-                        if !self.common.reserve() {
+                        if !self.common.take_room(room) {
                             defer.push(rec);
                             break;
                         }
@@ -614,13 +621,13 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                             left = Some((rec, RemovalCause::Expired));
                             break;
                         }
-                        self.common.unreserve();
+                        *room = true; // kept for the next attempt
                     }
                 }
                 (pos, v)
             }
         };
-        if left.is_none() && !self.common.reserve() {
+        if left.is_none() && !self.common.take_room(room) {
             drop(g);
             drop(defer);
             return Err(Full(Some((key, value))));
@@ -708,16 +715,27 @@ impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
     /// (outside the lock) to clear expired flows' slots.
     pub(crate) fn expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> usize {
-        self.expire_counting(now, budget, hash, false)
+        self.expire_counting(now, budget, hash, &mut None)
     }
 
     /// Makes room at the maximum: expires one flow past its deadline, if there is one (counted
-    /// as reclaimed as well as expired).
-    pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> bool {
-        self.expire_counting(now, 1, hash, true) > 0
+    /// as reclaimed as well as expired). Returns how many flows left, and whether the room of the
+    /// expired one was handed to the caller (kept reserved) rather than released.
+    pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> (usize, bool) {
+        let mut handed = Some(false);
+        let n = self.expire_counting(now, 1, hash, &mut handed);
+        (n, handed == Some(true))
     }
 
-    fn expire_counting(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64, reclaim: bool) -> usize {
+    /// The expiry pass; `reclaim` is `Some` when it makes room for a creation (the first expired
+    /// flow's room is then handed over, and `reclaim` becomes `Some(true)`).
+    fn expire_counting(
+        &self,
+        now: Timestamp,
+        budget: usize,
+        hash: &dyn Fn(&K) -> u64,
+        reclaim: &mut Option<bool>,
+    ) -> usize {
         let t = id::ms_floor(now);
         let mut total = 0;
         let mut panic = None;
@@ -770,11 +788,16 @@ impl<K, V> Shard<K, V> {
                 }
             }
             for _ in expired[..ne].iter().flatten() {
-                self.common.unreserve();
-                self.count(Event::Left(RemovalCause::Expired));
-                if reclaim {
-                    self.count(Event::Reclaimed);
+                match reclaim {
+                    Some(handed) => {
+                        self.count(Event::Reclaimed);
+                        if std::mem::replace(handed, true) {
+                            self.common.unreserve();
+                        }
+                    }
+                    None => self.common.unreserve(),
                 }
+                self.count(Event::Left(RemovalCause::Expired));
             }
             let pal = &self.common.palette;
             let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -891,7 +914,8 @@ impl<K, V> Shard<K, V> {
         best
     }
 
-    /// Evicts the flow at `idx` if it still has generation `gen` and is active.
+    /// Evicts the flow at `idx` if it still has generation `gen` and is active; its room is handed
+    /// to the caller (kept reserved) when it does.
     pub(crate) fn evict(&self, idx: u32, gen: u8, hash: &dyn Fn(&K) -> u64) -> bool {
         let Some(r) = self.arena.try_ref(idx, gen) else { return false };
         let class = id::class(r.record().time_word());
@@ -909,7 +933,8 @@ impl<K, V> Shard<K, V> {
             self.clear_slot(&mut g, v);
             drop(g);
             self.count(Event::Evicted(class));
-            self.finish_exit(&r, RemovalCause::Evicted);
+            self.count(Event::Left(RemovalCause::Evicted));
+            notify_each(self.common.listener.as_ref(), [Exit(&r, RemovalCause::Evicted, &self.common.palette)]);
         }
         left
     }
