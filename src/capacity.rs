@@ -72,6 +72,14 @@ impl Occupancy {
 
     /// Takes room for one flow; `false` at the maximum.
     pub(crate) fn try_reserve(&self) -> bool {
+        if crate::sync::mutant("reserve_check_then_add") {
+            // Mutant: check, then add (the maximum can be exceeded).
+            if self.live.load(Ordering::Relaxed) >= self.max {
+                return false;
+            }
+            self.live.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         let ok = self.live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1));
         if let (Ok(n), Some(e)) = (ok, self.emergency) {
             if n + 1 >= e.high {

@@ -64,7 +64,12 @@ pub mod hash;
 mod key;
 mod listener;
 mod stats;
+#[cfg(not(flowtable_loom))]
 mod sync;
+/// Public only in loom builds, for `sync::loom_mutant` (the loom models' bug switch).
+#[cfg(flowtable_loom)]
+#[doc(hidden)]
+pub mod sync;
 pub mod table;
 mod time;
 

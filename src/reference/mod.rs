@@ -16,6 +16,10 @@
 
 mod evict;
 mod handle;
+#[cfg(not(flowtable_loom))]
+mod map;
+#[cfg(flowtable_loom)]
+#[path = "loom_map.rs"]
 mod map;
 mod pending;
 mod record;
@@ -152,10 +156,11 @@ where
         room
     }
 
-    fn new_record(self: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
-        let queue = self.timers.home();
-        let timeout = self.occupancy.timeout_for_new(self.timeout);
-        Arc::new(Record::new(key, value, hash, now, timeout, self.mode, queue, Arc::downgrade(self)))
+    fn new_record(this: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
+        // (`this`, not `self: &Arc<Self>`: the loom build's `Arc` cannot be a method receiver.)
+        let queue = this.timers.home();
+        let timeout = this.occupancy.timeout_for_new(this.timeout);
+        Arc::new(Record::new(key, value, hash, now, timeout, this.mode, queue, Arc::downgrade(this)))
     }
 
     /// Files a new record's timer (and eviction entry) and counts it.
@@ -487,7 +492,9 @@ where
                 let mut stripe = sh.pending.lock(hash);
                 // Re-check under the stripe lock: a creator may have published meanwhile. A found
                 // flow's strong reference leaves this block, so it is dropped after the lock (R5).
-                match sh.lookup(&key, now) {
+                // (Mutant `init_no_recheck` skips it.)
+                let found = if crate::sync::mutant("init_no_recheck") { None } else { sh.lookup(&key, now) };
+                match found {
                     Some(rec) => Err(rec),
                     None => Ok(Pending::claim(&mut stripe, &key, || key.clone())),
                 }
@@ -505,7 +512,7 @@ where
         }
         guard.reserved = true;
         let value = init(); // no lock held; a panic here runs the guard
-        let rec = sh.new_record(key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, hash, now);
         match self.publish_new(Arc::clone(&rec), now, false) {
             Published::Existing(other) => {
                 // `insert` put a flow here while `init` ran: that flow stands, ours is discarded
@@ -536,7 +543,7 @@ where
             sh.counters.add(hash as usize, Event::RejectedFull);
             return Err(TableFull { max_flows: sh.occupancy.max() });
         }
-        let rec = sh.new_record(key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, hash, now);
         let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
             unreachable!("insert always places its flow")
         };

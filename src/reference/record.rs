@@ -176,6 +176,11 @@ impl<K, V, S> Record<K, V, S> {
             if last_seen_us(w) >= t {
                 return true; // never move the deadline backwards (clock going back)
             }
+            if crate::sync::mutant("touch_plain_store") {
+                // Mutant: check, then store (R2 lost).
+                self.state.store(pack(t, FlowStatus::Active), Ordering::Release);
+                return true;
+            }
             // AcqRel: the touch and the expiry pass's CAS are totally ordered on this word (R2).
             match self.state.compare_exchange_weak(w, pack(t, FlowStatus::Active), Ordering::AcqRel, Ordering::Acquire)
             {
@@ -199,6 +204,11 @@ impl<K, V, S> Record<K, V, S> {
             if w & STATUS_MASK != FlowStatus::Active as u64 {
                 return false;
             }
+            if crate::sync::mutant("leave_plain_store") {
+                // Mutant: check, then store (R3 lost).
+                self.state.store((w & !STATUS_MASK) | to as u64, Ordering::Release);
+                return true;
+            }
             match self.state.compare_exchange_weak(
                 w,
                 (w & !STATUS_MASK) | to as u64,
@@ -215,7 +225,8 @@ impl<K, V, S> Record<K, V, S> {
     pub(super) fn try_expire(&self, now: Timestamp) -> Due {
         let mut w = self.state.load(Ordering::Acquire);
         loop {
-            if w & STATUS_MASK != FlowStatus::Active as u64 {
+            // Mutant `expire_ignores_status`: a record that already left is expired again (R3 lost).
+            if w & STATUS_MASK != FlowStatus::Active as u64 && !crate::sync::mutant("expire_ignores_status") {
                 return Due::Stale;
             }
             let deadline = self.deadline_of(w);
@@ -235,11 +246,13 @@ impl<K, V, S> Record<K, V, S> {
 
     /// The `Drop` path's exit: a `WhileHeld` flow still active when its last reference goes.
     fn leave_on_drop(&mut self) -> bool {
-        let w = self.state.get_mut();
-        if *w & STATUS_MASK != FlowStatus::Active as u64 {
+        // Relaxed: `&mut self`, no other reference exists (loom's atomics have no `get_mut`).
+        let w = self.state.load(Ordering::Relaxed);
+        // Mutant `drop_exit_ignores_status`: a flow that already left leaves again (R3 lost).
+        if w & STATUS_MASK != FlowStatus::Active as u64 && !crate::sync::mutant("drop_exit_ignores_status") {
             return false;
         }
-        *w = (*w & !STATUS_MASK) | FlowStatus::Expired as u64;
+        self.state.store((w & !STATUS_MASK) | FlowStatus::Expired as u64, Ordering::Relaxed);
         true
     }
 }

@@ -48,8 +48,11 @@ pub(super) struct Timers<T> {
 
 /// A monotonically assigned slot number per thread; a thread's home queue is `slot % queues`.
 fn thread_slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
+    // Through the shim: under loom both are per-execution, so every execution numbers its threads alike.
+    crate::sync::lazy_static! {
+        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
+    }
+    crate::sync::thread_local! {
         static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     SLOT.with(|s| *s)

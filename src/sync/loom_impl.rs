@@ -1,10 +1,11 @@
 //! The model-checking primitives: loom's atomics, locks and `Arc`.
 //!
-//! Loom has no `Weak`; the backends that need weak references model them with their own counts on
-//! these atomics (see `design/concurrency.md`).
+//! Loom has no `Weak`: `Arc`/`Weak` here are `loom_rc`'s, reference counts on loom atomics (see
+//! `design/concurrency.md`).
 #![forbid(unsafe_code)]
 
-pub(crate) use loom::sync::Arc;
+pub(crate) use super::loom_rc::{Arc, Weak};
+pub(crate) use loom::{lazy_static, thread_local};
 
 #[allow(unused_imports)]
 pub(crate) mod atomic {

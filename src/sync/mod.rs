@@ -20,6 +20,26 @@ mod loom_impl;
 #[cfg(flowtable_loom)]
 pub(crate) use loom_impl::*;
 
+#[cfg(flowtable_loom)]
+pub mod loom_mutant;
+#[cfg(flowtable_loom)]
+mod loom_rc;
+
+/// Whether the injected bug `name` is active: always `false` (const-folded) outside loom builds.
+#[cfg(not(flowtable_loom))]
+#[inline(always)]
+#[allow(dead_code)]
+pub(crate) const fn mutant(_name: &'static str) -> bool {
+    false
+}
+
+/// Whether the injected bug `name` is active (selected by [`loom_mutant::set`]).
+#[cfg(flowtable_loom)]
+#[allow(dead_code)]
+pub(crate) fn mutant(name: &'static str) -> bool {
+    loom_mutant::active(name)
+}
+
 /// Pads and aligns a value to its own cache lines (two, as adjacent-line prefetch pairs them).
 #[derive(Debug, Default)]
 #[repr(align(128))]

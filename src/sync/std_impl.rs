@@ -3,6 +3,17 @@
 
 #[allow(unused_imports)] // `Weak` is used by the dashmap backend only
 pub(crate) use std::sync::{Arc, Weak};
+pub(crate) use std::thread_local;
+
+/// `loom::lazy_static!`'s syntax for a static with a `const` initializer (std needs no laziness).
+macro_rules! lazy_static {
+    ($(#[$attr:meta])* static ref $name:ident : $t:ty = $init:expr; $($rest:tt)*) => {
+        $(#[$attr])* static $name: $t = $init;
+        $crate::sync::lazy_static!($($rest)*);
+    };
+    () => {};
+}
+pub(crate) use lazy_static;
 
 #[allow(unused_imports)]
 pub(crate) mod atomic {

@@ -1,0 +1,450 @@
+//! `flowbench`: throughput, memory and allocation figures for every flowtable backend and, with
+//! `--peers`, for the peer crates, printed one measurement per line for scripts to read.
+//!
+//! ```text
+//! cargo run --release --all-features --example flowbench -- --flows N [--threads T]
+//!     [--backend NAME] [--peers] [--reps R] [--cases a,b,...]
+//! ```
+//!
+//! # Output
+//!
+//! One line per measurement on stdout, always with these six fields in this order:
+//!
+//! ```text
+//! backend=NAME case=CASE flows=N threads=T value=X unit=UNIT
+//! ```
+//!
+//! Progress and diagnostics (hit counts, table sizes, expiries seen) go to stderr.
+//!
+//! | case | unit | what |
+//! |---|---|---|
+//! | `memory` | `bytes_per_flow` | live heap bytes of a table holding N flows (key `FlowKeyV4`, value `AtomicU64`), minus the bytes before it was built, over N; every structure of the table counted, grown to N without a capacity hint (so at its real load factor) |
+//! | `capacity_1gib` | `flows` | RFC 9693 capacity: 2^30 / `memory` |
+//! | `get` | `mops` | random hits, one `get` each; T threads on one table, total rate |
+//! | `get_batch` | `mops` | the same keys through `get_batch`, 32 keys per call |
+//! | `insert` | `mops` | `get_or_insert_with` of N new flows into an empty table (no capacity hint), one thread |
+//! | `setup_rate` | `flows_per_s` | RFC 9693 setup rate: N new flows into a table built with `capacity(N)` and `max_flows(N)`, until full; one thread |
+//! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
+//! | `mixed` | `mops` | T threads: 95% packets on known flows (`get`, then `touch` and count; `get_or_insert_with` if it expired), 5% new flows, `expire` every M/64 packets on a virtual clock of 1 µs per packet with a timeout of min(M/2, 10·N/T) µs (M = max(N, 2^21) packets per thread); flows are created at staggered ages, so flows expire during the run |
+//! | `allocs_per_op_get`, `allocs_per_op_get_or_insert_existing`, `allocs_per_op_touch`, `allocs_per_op_insert_new`, `allocs_per_op_expire` | `allocs_per_op` | allocation calls per operation at N flows, one thread; `expire` at steady size (one new flow per expired one), per expired flow |
+//!
+//! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
+//! the wall time of the measured loop, threads started on a barrier. Keys come from seeded
+//! generators; lookups walk the keys in a shuffled order, so at 10^7 flows nearly every lookup
+//! misses the caches. Peers and what stands in for their expiry: see `benches/support/adapter.rs`.
+//! Memory comes from a counting `#[global_allocator]` (requested bytes; the allocator's own
+//! per-chunk overhead is not included).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use flowtable::Timestamp;
+use rand::RngExt;
+
+#[path = "../benches/support/alloc.rs"]
+mod alloc;
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use support::adapter::{for_each_table, BenchTable, Key, Setup, Visit};
+use support::workload::{key_of, keys, median, rng, run_threads, shuffled};
+
+/// Lookups per thread per repetition: the table size, but at least this many.
+const MIN_OPS: usize = 1 << 21;
+/// Keys per `get_batch` call.
+const BATCH: usize = 32;
+/// The timeout of flows that must not expire during a case.
+const LONG: Duration = Duration::from_secs(1_000_000);
+/// The virtual time of the first packet.
+const T0: Timestamp = Timestamp::from_secs(1_000_000);
+
+const CASES: &[&str] =
+    &["memory", "get", "get_batch", "insert", "setup_rate", "teardown_rate", "mixed", "allocs_per_op"];
+
+struct Opts {
+    flows: usize,
+    threads: usize,
+    backend: Option<String>,
+    peers: bool,
+    reps: usize,
+    cases: Vec<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: flowbench --flows N [--threads T] [--backend NAME] [--peers] [--reps R] [--cases a,b,...]\n\
+         cases: {}",
+        CASES.join(",")
+    );
+    std::process::exit(2)
+}
+
+/// A count such as `100000`, `1e6` or `1_000_000`.
+fn parse_count(s: &str) -> usize {
+    let s = s.replace('_', "");
+    s.parse::<usize>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().filter(|f| *f >= 1.0).map(|f| f as usize))
+        .unwrap_or_else(|| usage())
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts { flows: 0, threads: 1, backend: None, peers: false, reps: 5, cases: Vec::new() };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--flows" => o.flows = parse_count(&val()),
+            "--threads" => o.threads = parse_count(&val()),
+            "--backend" => o.backend = Some(val()),
+            "--peers" => o.peers = true,
+            "--reps" => o.reps = parse_count(&val()),
+            "--cases" => o.cases = val().split(',').map(str::to_owned).collect(),
+            _ => usage(),
+        }
+    }
+    if o.flows == 0 || o.threads == 0 || o.cases.iter().any(|c| !CASES.contains(&c.as_str())) {
+        usage();
+    }
+    if o.cases.is_empty() {
+        o.cases = CASES.iter().map(|c| c.to_string()).collect();
+    }
+    o
+}
+
+fn emit(backend: &str, case: &str, flows: usize, threads: usize, value: f64, unit: &str) {
+    let v = match unit {
+        "bytes_per_flow" => format!("{value:.1}"),
+        "flows_per_s" | "flows" => format!("{value:.0}"),
+        _ => format!("{value:.3}"),
+    };
+    println!("backend={backend} case={case} flows={flows} threads={threads} value={v} unit={unit}");
+}
+
+fn us(n: usize) -> Duration {
+    Duration::from_micros(n as u64)
+}
+
+fn fill<B: BenchTable>(t: &B, keys: &[Key], now: Timestamp) {
+    for &k in keys {
+        let _ = black_box(t.get_or_insert(k, now));
+    }
+}
+
+struct Runner<'a> {
+    o: &'a Opts,
+    /// The table's keys (stream 1), made once.
+    keys: Vec<Key>,
+    /// The same keys in a shuffled order: the lookup sequence.
+    order: Vec<Key>,
+}
+
+impl Visit for Runner<'_> {
+    fn visit<B: BenchTable>(&mut self) {
+        if self.o.backend.as_deref().is_some_and(|b| b != B::name()) {
+            return;
+        }
+        for case in &self.o.cases {
+            eprintln!("# {} {case} flows={}", B::name(), self.o.flows);
+            match case.as_str() {
+                "memory" => self.memory::<B>(),
+                "get" | "get_batch" => self.get::<B>(case == "get_batch"),
+                "insert" => self.insert::<B>(),
+                "setup_rate" => self.setup_rate::<B>(),
+                "teardown_rate" => self.teardown_rate::<B>(),
+                "mixed" => self.mixed::<B>(),
+                "allocs_per_op" => self.allocs_per_op::<B>(),
+                _ => unreachable!("checked in parse_args"),
+            }
+        }
+    }
+}
+
+impl Runner<'_> {
+    fn n(&self) -> usize {
+        self.o.flows
+    }
+
+    /// The median of the repetitions; every repetition's value goes to stderr, so that a noisy
+    /// run shows in the log.
+    fn reps(&self, mut f: impl FnMut(usize) -> f64) -> f64 {
+        let mut v: Vec<f64> = (0..self.o.reps.max(1)).map(&mut f).collect();
+        let each: Vec<String> = v.iter().map(|x| format!("{x:.4e}")).collect();
+        eprintln!("#   repetitions: {}", each.join(" "));
+        median(&mut v)
+    }
+
+    fn memory<B: BenchTable>(&self) {
+        let n = self.n();
+        let before = alloc::live_bytes();
+        let t = B::build(&Setup::growing(LONG));
+        fill(&t, &self.keys, T0);
+        t.settle();
+        let bytes = alloc::live_bytes() - before;
+        let len = t.len();
+        if len != n {
+            eprintln!("# warning: {} holds {len} flows, expected {n}", B::name());
+        }
+        let per_flow = bytes as f64 / n as f64;
+        emit(B::name(), "memory", n, 1, per_flow, "bytes_per_flow");
+        emit(B::name(), "capacity_1gib", n, 1, (1u64 << 30) as f64 / per_flow, "flows");
+        drop(t);
+    }
+
+    fn get<B: BenchTable>(&self, batch: bool) {
+        let (n, threads) = (self.n(), self.o.threads);
+        let t = B::build(&Setup::growing(LONG));
+        fill(&t, &self.keys, T0);
+        let ops = n.max(MIN_OPS).div_ceil(BATCH) * BATCH;
+        let order = &self.order;
+        let mops = self.reps(|_| {
+            let (wall, hits) = run_threads(threads, |ti| {
+                // Each thread walks the same shuffled sequence from its own starting point.
+                let mut pos = ti * n / threads;
+                let mut hits = 0usize;
+                if batch {
+                    let mut out = Vec::with_capacity(BATCH);
+                    for _ in 0..ops / BATCH {
+                        if pos + BATCH > n {
+                            pos = 0;
+                        }
+                        t.get_batch(&order[pos..(pos + BATCH).min(n)], T0, &mut out);
+                        hits += out.iter().filter(|h| h.is_some()).count();
+                        pos += BATCH;
+                    }
+                } else {
+                    for _ in 0..ops {
+                        if pos == n {
+                            pos = 0;
+                        }
+                        hits += usize::from(black_box(t.get(&order[pos], T0)).is_some());
+                        pos += 1;
+                    }
+                }
+                hits
+            });
+            let done = if batch && n < BATCH { ops / BATCH * n } else { ops } * threads;
+            let hits: usize = hits.iter().sum();
+            if hits != done {
+                eprintln!("# warning: {hits} hits of {done} lookups");
+            }
+            done as f64 / wall.as_secs_f64() / 1e6
+        });
+        emit(B::name(), if batch { "get_batch" } else { "get" }, n, threads, mops, "mops");
+    }
+
+    fn insert<B: BenchTable>(&self) {
+        let n = self.n();
+        let mops = self.reps(|_| {
+            let t = B::build(&Setup::growing(LONG));
+            let start = Instant::now();
+            fill(&t, &self.order, T0);
+            let wall = start.elapsed();
+            t.settle();
+            if t.len() != n {
+                eprintln!("# warning: {} holds {} flows after {n} inserts", B::name(), t.len());
+            }
+            n as f64 / wall.as_secs_f64() / 1e6
+        });
+        emit(B::name(), "insert", n, 1, mops, "mops");
+    }
+
+    fn setup_rate<B: BenchTable>(&self) {
+        let n = self.n();
+        let rate = self.reps(|_| {
+            let t = B::build(&Setup { capacity: n, max_flows: n, timeout: LONG });
+            let start = Instant::now();
+            let mut made = 0usize;
+            for &k in &self.order {
+                made += usize::from(t.get_or_insert(k, T0).is_some_and(|(_, created)| created));
+            }
+            let wall = start.elapsed();
+            if made != n {
+                eprintln!("# warning: {made} of {n} flows set up");
+            }
+            made as f64 / wall.as_secs_f64()
+        });
+        emit(B::name(), "setup_rate", n, 1, rate, "flows_per_s");
+    }
+
+    fn teardown_rate<B: BenchTable>(&self) {
+        let n = self.n();
+        let timeout = Duration::from_secs(60);
+        let rate = self.reps(|_| {
+            let t = B::build(&Setup::growing(timeout));
+            fill(&t, &self.order, T0);
+            t.settle();
+            let late = T0 + timeout + Duration::from_secs(1);
+            let start = Instant::now();
+            let mut gone = 0;
+            loop {
+                let c = t.expire(late, usize::MAX);
+                gone += c;
+                if c == 0 {
+                    break;
+                }
+            }
+            let wall = start.elapsed();
+            if gone != n {
+                eprintln!("# warning: {gone} of {n} flows torn down");
+            }
+            gone as f64 / wall.as_secs_f64()
+        });
+        emit(B::name(), "teardown_rate", n, 1, rate, "flows_per_s");
+    }
+
+    fn mixed<B: BenchTable>(&self) {
+        let (n, threads) = (self.n(), self.o.threads);
+        let ops = n.max(MIN_OPS);
+        // Short enough that flows expire within the run; fresh flows then level off near N/2.
+        let timeout_us = (ops / 2).min(10 * n / threads);
+        let timeout = us(timeout_us);
+        let expire_every = (ops / 64).max(1024);
+        // 5% of packets start a new flow.
+        let new_below = u32::MAX / 20;
+        let order = &self.order;
+        let mops = self.reps(|rep| {
+            let t = B::build(&Setup::growing(timeout));
+            // Flows created at staggered ages over one timeout before the run starts.
+            for (i, &k) in self.keys.iter().enumerate() {
+                let _ = t.get_or_insert(k, T0 - timeout + us(i * timeout_us / n));
+            }
+            let (wall, per_thread) = run_threads(threads, |ti| {
+                let mut r = rng((rep * 64 + ti) as u64);
+                let stream = 1000 + (rep * 64 + ti) as u64;
+                let (mut pos, mut fresh, mut expired, mut created) = (ti * n / threads, 0u64, 0usize, 0usize);
+                for i in 0..ops {
+                    let now = T0 + us(i);
+                    if r.random::<u32>() < new_below {
+                        fresh += 1;
+                        if let Some((f, c)) = t.get_or_insert(key_of(stream, fresh), now) {
+                            B::count(&f);
+                            created += usize::from(c);
+                        }
+                    } else {
+                        if pos == n {
+                            pos = 0;
+                        }
+                        let k = &order[pos];
+                        pos += 1;
+                        match t.get(k, now) {
+                            Some(f) => {
+                                B::count(&f);
+                                t.touch(&f, now);
+                            }
+                            None => {
+                                if let Some((f, c)) = t.get_or_insert(*k, now) {
+                                    B::count(&f);
+                                    created += usize::from(c);
+                                }
+                            }
+                        }
+                    }
+                    if i % expire_every == expire_every - 1 {
+                        expired += t.expire(now, usize::MAX);
+                    }
+                }
+                (expired, created)
+            });
+            let expired: usize = per_thread.iter().map(|p| p.0).sum();
+            let created: usize = per_thread.iter().map(|p| p.1).sum();
+            t.settle();
+            eprintln!("#   rep {rep}: created {created}, expired {expired}, final size {}", t.len());
+            let rate = (ops * threads) as f64 / wall.as_secs_f64() / 1e6;
+            drop(t);
+            rate
+        });
+        emit(B::name(), "mixed", n, threads, mops, "mops");
+    }
+
+    fn allocs_per_op<B: BenchTable>(&self) {
+        let n = self.n();
+        let k = n.min(100_000);
+        let name = B::name();
+        let per = |ops: usize, f: &mut dyn FnMut()| {
+            let a = alloc::allocs();
+            f();
+            (alloc::allocs() - a) as f64 / ops as f64
+        };
+        let emit_op = |op: &str, v: f64| emit(name, &format!("allocs_per_op_{op}"), n, 1, v, "allocs_per_op");
+
+        let t = B::build(&Setup::growing(LONG));
+        fill(&t, &self.keys, T0);
+        let sample = &self.order[..k];
+        let mut handles = Vec::with_capacity(k);
+        emit_op("get", per(k, &mut || handles.extend(sample.iter().filter_map(|key| t.get(key, T0)))));
+        emit_op(
+            "get_or_insert_existing",
+            per(k, &mut || {
+                for &key in sample {
+                    black_box(t.get_or_insert(key, T0));
+                }
+            }),
+        );
+        let later = T0 + Duration::from_secs(1);
+        emit_op(
+            "touch",
+            per(handles.len(), &mut || {
+                for h in &handles {
+                    black_box(t.touch(h, later));
+                }
+            }),
+        );
+        drop(handles);
+        let fresh = keys(2, k);
+        emit_op("insert_new", per(k, &mut || fill(&t, &fresh, later)));
+        drop(t);
+
+        // Expiry at steady size: flow i is created at T0 + i ms with a timeout of n ms (whole
+        // milliseconds: every backend's tick); each step adds one flow and, every `chunk` steps,
+        // expires the `chunk` flows now due.
+        let ms = |i: usize| Duration::from_millis(i as u64);
+        let t = B::build(&Setup::growing(ms(n)));
+        for (i, &key) in self.keys.iter().enumerate() {
+            let _ = t.get_or_insert(key, T0 + ms(i));
+        }
+        let steps = n.min(10_000);
+        let chunk = 1000.min(steps);
+        let (mut allocs, mut expired) = (0u64, 0usize);
+        for j in 0..steps {
+            let now = T0 + ms(n + j);
+            let _ = t.get_or_insert(key_of(3, j as u64), now);
+            if j % chunk == chunk - 1 {
+                let a = alloc::allocs();
+                expired += t.expire(now, usize::MAX);
+                allocs += alloc::allocs() - a;
+            }
+        }
+        eprintln!("#   expire: {expired} flows expired in {steps} steps, size {}", t.len());
+        emit_op("expire", allocs as f64 / expired.max(1) as f64);
+    }
+}
+
+/// The names of every table `flowbench` knows.
+fn all_names() -> Vec<&'static str> {
+    struct Names(Vec<&'static str>);
+    impl Visit for Names {
+        fn visit<B: BenchTable>(&mut self) {
+            self.0.push(B::name());
+        }
+    }
+    let mut names = Names(Vec::new());
+    for_each_table(&mut names, true);
+    names.0
+}
+
+fn main() {
+    let o = parse_args();
+    if let Some(b) = &o.backend {
+        if !all_names().contains(&b.as_str()) {
+            eprintln!("unknown backend {b}; known: {}", all_names().join(", "));
+            std::process::exit(2);
+        }
+    }
+    let keys = keys(1, o.flows);
+    let order = shuffled(&keys, 7);
+    let mut runner = Runner { o: &o, keys, order };
+    // A peer named with --backend runs without --peers.
+    let peers = o.peers || o.backend.as_deref().is_some_and(|b| b.starts_with("peer-"));
+    for_each_table(&mut runner, peers);
+}
