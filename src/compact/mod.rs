@@ -39,10 +39,10 @@ use crate::{
 };
 use arena::ShardPtr;
 
-#[cfg(all(test, flowtable_loom))]
-mod tests {
-    mod loom_rc;
-}
+// Private-state loom models (the file is `#![cfg(flowtable_loom)]`; see `scripts/loom.sh`).
+#[cfg(test)]
+#[path = "tests/loom_rc.rs"]
+mod loom_rc;
 
 /// What `make_room` achieved.
 enum Room {

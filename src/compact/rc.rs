@@ -72,6 +72,11 @@ impl<K, V> Record<K, V> {
     /// a reader that found a slot gets a reference.
     #[inline]
     pub(crate) fn try_acquire(&self, gen: u8) -> bool {
+        if crate::sync::mutant("compact_acquire_no_check") {
+            // Mutant: take the reference whatever the generation and count.
+            self.refs.fetch_add(refw::RC_ONE, Ordering::Acquire);
+            return true;
+        }
         let mut w = self.refs.load(Ordering::Relaxed);
         loop {
             if refw::gen(w) != gen || refw::rc(w) == 0 {
@@ -154,15 +159,13 @@ impl<K, V> Record<K, V> {
 
     /// Changes the time word with `f` until it sticks or `f` declines.
     pub(crate) fn update_time(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
-        #[cfg(flowtable_loom_mutant)]
-        {
-            // The injected bug of the loom model `touch_vs_expire_is_one_or_the_other`.
+        if crate::sync::mutant("compact_time_plain_store") {
+            // Mutant: check, then store (a racing change is overwritten).
             let w = self.time.load(Ordering::Acquire);
             let Some(n) = f(w) else { return Err(w) };
             self.time.store(n, Ordering::Release);
             return Ok(w);
         }
-        #[allow(unreachable_code)]
         let mut w = self.time.load(Ordering::Acquire);
         loop {
             let Some(n) = f(w) else { return Err(w) };

@@ -1,10 +1,9 @@
 //! Loom models of a record's two words: touch versus expiry on the time word (C4), and a reader's
 //! `try_acquire` versus the table's exit and last release on the reference word (C2, C9).
 //!
-//! `RUSTFLAGS="--cfg flowtable_loom" cargo test --release --no-default-features --features compact --lib loom`
-//!
-//! Mutant: `--cfg flowtable_loom_mutant` makes `Record::update_time` a load and a store instead of
-//! a CAS; `touch_vs_expire_is_one_or_the_other` then finds an interleaving where both win.
+//! Run by `scripts/loom.sh` (with the injected bugs on each model's `/// Mutants:` line), or
+//! `RUSTFLAGS="--cfg flowtable_loom" cargo test --release --features compact --lib loom_rc`.
+#![cfg(flowtable_loom)]
 
 use crate::compact::id::{timew, NEVER};
 use crate::compact::rc::{Due, Record};
@@ -19,8 +18,10 @@ fn record(last: u64, timeout_ms: u64) -> (Arc<Record<u64, u64>>, Arc<Palette>) {
     (Arc::new(rec), pal)
 }
 
+/// Mutants: compact_time_plain_store
 #[test]
 fn touch_vs_expire_is_one_or_the_other() {
+    crate::sync::loom_mutant::set_from_env();
     loom::model(|| {
         // Last seen at 100 ms, timeout 100 ms: due at 200.
         let (rec, pal) = record(100, 100);
@@ -42,8 +43,10 @@ fn touch_vs_expire_is_one_or_the_other() {
     });
 }
 
+/// Mutants: compact_acquire_no_check
 #[test]
 fn reader_never_revives_a_released_record() {
+    crate::sync::loom_mutant::set_from_env();
     loom::model(|| {
         let (rec, _pal) = record(0, 1000);
         let gen = rec.gen();
