@@ -94,9 +94,6 @@ impl<K, V> Common<K, V> {
     fn take_room(&self, room: &mut bool) -> bool {
         std::mem::take(room) || self.reserve()
     }
-    fn force_reserve(&self) {
-        self.occ.force_reserve();
-    }
     fn unreserve(&self) {
         self.occ.release();
     }
@@ -254,10 +251,10 @@ impl<K, V> Shard<K, V> {
         self.common.counters.add(self.index, e);
     }
 
-    /// Counts, un-reserves and notifies the exits (no lock held).
+    /// Counts and notifies the exits (no lock held). Their room was released under the shard lock
+    /// by whoever made them leave (C12).
     fn finish_exits(&self, exits: &[(RecordRef<K, V>, RemovalCause)]) {
         for (_, c) in exits {
-            self.common.unreserve();
             self.count(Event::Left(*c));
         }
         let pal = &self.common.palette;
@@ -265,7 +262,6 @@ impl<K, V> Shard<K, V> {
     }
 
     fn finish_exit(&self, r: &RecordRef<K, V>, c: RemovalCause) {
-        self.common.unreserve();
         self.count(Event::Left(c));
         notify_each(self.common.listener.as_ref(), [Exit(r, c, &self.common.palette)]);
     }
@@ -502,6 +498,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         match rec.record().leave_if_due(t, &self.common.palette) {
                             Ok(()) => {
                                 rec.record().bump_gen(); // Upholds C2.
+                                self.common.unreserve(); // Upholds C12.
                                 displaced = Some(rec);
                             }
                             Err(true) => {
@@ -606,7 +603,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     if r.visible(t, &self.common.palette) {
                         if r.transition(timew::ACTIVE, cause_status(RemovalCause::Replaced)) {
                             r.bump_gen(); // Upholds C2.
-                            self.common.force_reserve(); // the replaced flow gives its room back
+                                          // The replaced flow's room passes to the new one (C12).
                             left = Some((rec, RemovalCause::Replaced));
                             break;
                         }
@@ -618,6 +615,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         }
                         if r.leave_if_due(t, &self.common.palette).is_ok() {
                             r.bump_gen(); // Upholds C2.
+                            self.common.unreserve(); // Upholds C12.
                             left = Some((rec, RemovalCause::Expired));
                             break;
                         }
@@ -672,6 +670,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
             Found::Hit { pos, slot: v, rec } => {
                 if rec.record().transition(timew::ACTIVE, cause_status(RemovalCause::Removed)) {
                     rec.record().bump_gen(); // Upholds C2.
+                    self.common.unreserve(); // Upholds C12.
                     self.slots.clear(&mut g.slots, pos, v);
                     Some(rec)
                 } else {
@@ -766,6 +765,13 @@ impl<K, V> Shard<K, V> {
                         }
                         Due::Expired => {
                             r.record().bump_gen(); // Upholds C2.
+                                                   // Upholds C12; when reclaiming, the first room goes to the caller.
+                            let hand_over = matches!(reclaim, Some(false));
+                            if hand_over {
+                                *reclaim = Some(true);
+                            } else {
+                                self.common.unreserve();
+                            }
                             expired[ne] = Some(r);
                             ne += 1;
                         }
@@ -788,14 +794,8 @@ impl<K, V> Shard<K, V> {
                 }
             }
             for _ in expired[..ne].iter().flatten() {
-                match reclaim {
-                    Some(handed) => {
-                        self.count(Event::Reclaimed);
-                        if std::mem::replace(handed, true) {
-                            self.common.unreserve();
-                        }
-                    }
-                    None => self.common.unreserve(),
+                if reclaim.is_some() {
+                    self.count(Event::Reclaimed);
                 }
                 self.count(Event::Left(RemovalCause::Expired));
             }
@@ -850,6 +850,7 @@ impl<K, V> Shard<K, V> {
                 let Some(r) = self.arena.try_ref(slot::idx(v), slot::gen(v)) else { continue };
                 if r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Removed)) {
                     r.record().bump_gen(); // Upholds C2.
+                    self.common.unreserve(); // Upholds C12.
                     self.slots.clear(&mut g.slots, p, v);
                     removed.push((r, RemovalCause::Removed));
                 } else {
