@@ -10,7 +10,8 @@ use std::thread;
 
 use common::*;
 use flowtable::{
-    CapacityPolicy, ConfigError, Emergency, FlowClass, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, RemovalCause,
+    CapacityPolicy, ConfigError, Emergency, ExpiryMode, FlowClass, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder,
+    RemovalCause,
 };
 
 overload_backend_tests!(
@@ -19,6 +20,7 @@ overload_backend_tests!(
     emergency_mode_shortens_new_timeouts,
     flood_never_evicts_busy_established_flows,
     expiry_storm_is_bounded_per_call,
+    while_held_flows_leave_under_evict,
 );
 
 fn evicting(max: usize) -> (FlowTableBuilder<FlowKeyV4, u64>, Log<u64>) {
@@ -206,4 +208,29 @@ fn hash_flooding_keys_do_not_cluster_under_the_default_hasher() {
         shards[(default.hash_one(k) >> 60) as usize] += 1;
     }
     assert!(shards.iter().all(|&c| c < 40), "a shard got {shards:?}");
+}
+
+/// Regression: with `Evict`, the eviction queue's reference kept a released `WhileHeld` flow alive
+/// after its last handle was dropped, so it never left the table.
+fn while_held_flows_leave_under_evict<B: Backend>() {
+    let (b, log) = evicting(10);
+    let t = build::<B, u64>(b.idle_timeout(secs(10)).expiry_mode(ExpiryMode::WhileHeld)).unwrap();
+    let held = t.get_or_insert_with(key(1), ms(0), || 1).unwrap().flow;
+    drop(t.get_or_insert_with(key(2), ms(0), || 2).unwrap());
+    assert_eq!(t.expire(ms(10_000), 100), 1, "the unheld flow leaves at the pass");
+    assert_eq!(t.len(), 1);
+    drop(held);
+    assert_eq!(causes(&log), vec![(1, RemovalCause::Expired), (2, RemovalCause::Expired)]);
+    assert!(t.is_empty());
+    // A held, released flow is no eviction candidate (no strong reference of the table's is left
+    // on it); it leaves when its last handle goes, and the table evicts the others meanwhile.
+    let h = t.get_or_insert_with(key(3), ms(20_000), || 3).unwrap().flow;
+    assert_eq!(t.expire(ms(30_000), 100), 0);
+    for i in 0..10 {
+        t.get_or_insert_with(key(100 + i), ms(30_000), || u64::from(100 + i)).unwrap();
+    }
+    assert_eq!(h.status(), flowtable::FlowStatus::Active);
+    assert_eq!(t.len(), 10);
+    drop(h);
+    assert_eq!(t.len(), 9);
 }

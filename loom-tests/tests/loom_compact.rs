@@ -8,8 +8,7 @@
 //! `listener_once`, `insert_vs_expire`, `capacity_bound` and `evict_vs_remove` (strict) also pass on
 //! this backend, but no injected bug of its own makes them fail (the shard lock serialises the
 //! races they set up), and `scripts/loom.sh` requires one per model; they are left out until the
-//! compact backend has such mutants. `table_drop_with_handle` runs in its strict form (finding F1
-//! is dashmap-only).
+//! compact backend has such mutants. `table_drop_with_handle` runs in its strict form.
 #![cfg(flowtable_loom)]
 
 use flowtable::CompactFlowTable;

@@ -50,16 +50,7 @@ fn listener_once() {
 /// Mutants: drop_exit_ignores_status, upgrade_no_cas
 #[test]
 fn table_drop_with_handle() {
-    run_model("dashmap/table_drop_with_handle", || models::table_drop_with_handle::<Dash>(false));
-}
-
-/// Finding F1 (`design/concurrency.md`): the listener is not called when the table's drop races the
-/// `Drop` exit of a `WhileHeld` flow's last handle. `scripts/loom.sh` runs this and reports it open
-/// while it fails (and fails itself once it passes, so the `#[ignore]` is removed with the fix).
-#[test]
-#[ignore = "finding F1: open"]
-fn table_drop_with_handle_strict() {
-    run_model("dashmap/table_drop_with_handle_strict", || models::table_drop_with_handle::<Dash>(true));
+    run_model("dashmap/table_drop_with_handle", || models::table_drop_with_handle::<Dash>(true));
 }
 
 /// Mutants: removal_by_key, leave_plain_store
@@ -77,11 +68,5 @@ fn capacity_bound() {
 /// Mutants: leave_plain_store
 #[test]
 fn evict_vs_remove() {
-    run_model("dashmap/evict_vs_remove", || models::evict_vs_remove::<Dash>(false));
-}
-
-#[test]
-#[ignore = "finding F2: open"]
-fn evict_vs_remove_strict() {
-    run_model("dashmap/evict_vs_remove_strict", || models::evict_vs_remove::<Dash>(true));
+    run_model("dashmap/evict_vs_remove", || models::evict_vs_remove::<Dash>(true));
 }

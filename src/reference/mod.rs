@@ -50,21 +50,39 @@ pub(crate) struct Shared<K, V, S> {
     map: WeakMap<K, Record<K, V, S>, S>,
     timers: Timers<Record<K, V, S>>,
     pending: Pending<K>,
-    counters: Counters,
-    /// Flows in the table (reserved before a flow is published, released when it leaves), the
-    /// limit, the policy at it, and emergency mode.
-    occupancy: Occupancy,
+    /// Counters, occupancy and listener: what a flow's exit needs besides the map. Every record
+    /// holds these too, so that a `WhileHeld` record leaving in its `Drop` completes its exit even
+    /// while the table is being dropped (finding F1).
+    hooks: Arc<Hooks<K, V>>,
     /// Eviction order, with `CapacityPolicy::Evict` only.
     evict: Option<EvictionQueues<Record<K, V, S>>>,
     timeout: Duration,
     mode: ExpiryMode,
     hasher: S,
-    listener: Option<Listener<K, V>>,
     /// How a record that leaves in its `Drop` finishes its exit (a function pointer, because `Drop`
     /// cannot carry the `Hash + Eq` bounds the map needs).
     pub(super) drop_exit: DropExit<K, V, S>,
     /// What dropping the table does (for the same reason).
     drop_table: fn(&Shared<K, V, S>),
+}
+
+/// What every exit needs, whether or not the table is still there.
+pub(crate) struct Hooks<K, V> {
+    counters: Counters,
+    /// Flows in the table (reserved before a flow is published, released when it leaves), the
+    /// limit, the policy at it, and emergency mode.
+    occupancy: Occupancy,
+    listener: Option<Listener<K, V>>,
+}
+
+impl<K, V> Hooks<K, V> {
+    /// The part of an exit that does not need the map: room, count, listener (in that order, so
+    /// the listener sees a consistent table).
+    fn complete_exit(&self, rec: &Record<K, V, impl Sized>, cause: RemovalCause) {
+        self.occupancy.release();
+        self.counters.add(rec.hash as usize, Event::Left(cause));
+        notify_each(self.listener.as_ref(), [Exit(rec, cause)]);
+    }
 }
 
 /// The reference backend (feature `dashmap`).
@@ -101,30 +119,32 @@ where
 
     /// Takes room for a new flow; at the maximum, evicts under `CapacityPolicy::Evict`.
     fn reserve(&self, now: Timestamp) -> bool {
-        for round in 0..64 {
-            if self.occupancy.try_reserve() {
+        // Set once a victim was won by another exit (remove, expiry): that exit releases its room a
+        // moment later, so an empty eviction round then means "wait", not "full" (loom finding F2).
+        let mut exit_in_flight = false;
+        for _ in 0..64 {
+            if self.hooks.occupancy.try_reserve() {
                 return true;
             }
-            if self.occupancy.policy() == CapacityPolicy::Reject {
+            if self.hooks.occupancy.policy() == CapacityPolicy::Reject {
                 return false;
             }
             match self.evict_one(now) {
                 // The victim's room passed straight to this caller: no other thread can take it.
                 Room::Transferred => return true,
-                // Room was freed (or is being freed by another exit): take it if still there.
-                Room::Freed => {
-                    if round >= 4 {
-                        crate::sync::thread::yield_now();
-                    }
-                }
-                Room::None => return false,
+                Room::Freed => exit_in_flight = true,
+                Room::None if exit_in_flight => {}
+                // No victim: the last one may have just left through another exit, whose room is
+                // already back (`finish_exit` releases it before detaching): one more try.
+                Room::None => return self.hooks.occupancy.try_reserve(),
             }
+            crate::sync::thread::yield_now();
         }
         false
     }
 
     fn unreserve(&self) {
-        self.occupancy.release();
+        self.hooks.occupancy.release();
     }
 
     /// Makes room for one flow: a flow already past its deadline leaves as expired, else the least
@@ -133,7 +153,7 @@ where
         let t = &self.timers;
         let (n, home) = (t.len(), t.home());
         if self.expire_queues((0..n).map(|i| ((home + i) & (n - 1), false)), now, &Budget::new(1)) == 1 {
-            self.counters.add(home, Event::Reclaimed);
+            self.hooks.counters.add(home, Event::Reclaimed);
             return Room::Freed;
         }
         let Some(queues) = &self.evict else { return Room::None };
@@ -142,8 +162,8 @@ where
         if let Some((rec, class)) = queues.pop_victim(&mut discard) {
             if rec.try_leave(RemovalCause::Evicted) {
                 let timer = self.detach(&rec, true, false);
-                self.counters.add(rec.hash as usize, Event::Left(RemovalCause::Evicted));
-                self.counters.add(rec.hash as usize, Event::Evicted(class));
+                self.hooks.counters.add(rec.hash as usize, Event::Left(RemovalCause::Evicted));
+                self.hooks.counters.add(rec.hash as usize, Event::Evicted(class));
                 self.notify(&rec, RemovalCause::Evicted);
                 discard.extend(timer);
                 room = Room::Transferred;
@@ -151,6 +171,10 @@ where
                 room = Room::Freed; // another exit (remove, expiry) won the victim and frees its room
             }
             discard.push(rec);
+        } else if discard.iter().any(|r| r.status() != crate::FlowStatus::Active) {
+            // No victim, but entries of flows that already left were met: their exits are in
+            // flight and give their room back (loom model `evict_vs_remove`).
+            room = Room::Freed;
         }
         drop(discard); // outside every lock (R5)
         room
@@ -159,8 +183,9 @@ where
     fn new_record(this: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
         // (`this`, not `self: &Arc<Self>`: the loom build's `Arc` cannot be a method receiver.)
         let queue = this.timers.home();
-        let timeout = this.occupancy.timeout_for_new(this.timeout);
-        Arc::new(Record::new(key, value, hash, now, timeout, this.mode, queue, Arc::downgrade(this)))
+        let timeout = this.hooks.occupancy.timeout_for_new(this.timeout);
+        let hooks = Arc::clone(&this.hooks);
+        Arc::new(Record::new(key, value, hash, now, timeout, this.mode, queue, Arc::downgrade(this), hooks))
     }
 
     /// Files a new record's timer (and eviction entry) and counts it.
@@ -169,7 +194,7 @@ where
         if let Some(q) = &self.evict {
             q.file(rec.queue % q.len(), rec.class(), rec);
         }
-        self.counters.add(rec.hash as usize, Event::Created);
+        self.hooks.counters.add(rec.hash as usize, Event::Created);
     }
 
     /// Moves a record to its new eviction class's queue.
@@ -191,9 +216,11 @@ where
         in_map: bool,
         timer_popped: bool,
     ) -> Option<Arc<Rec<K, V, S>>> {
-        let timer = self.detach(rec, in_map, timer_popped);
+        // The room goes back before the record is detached: a creator that finds no victim left in
+        // the eviction queues then finds the room instead (loom model `evict_vs_remove`).
         self.unreserve();
-        self.counters.add(rec.hash as usize, Event::Left(cause));
+        let timer = self.detach(rec, in_map, timer_popped);
+        self.hooks.counters.add(rec.hash as usize, Event::Left(cause));
         timer
     }
 
@@ -211,15 +238,13 @@ where
     }
 
     fn notify(&self, rec: &Rec<K, V, S>, cause: RemovalCause) {
-        notify_each(self.listener.as_ref(), [Exit(rec, cause)]);
+        notify_each(self.hooks.listener.as_ref(), [Exit(rec, cause)]);
     }
 
-    /// The exit of a `WhileHeld` record in its `Drop` (see [`Shared::drop_exit`]).
+    /// The map part of a `WhileHeld` record's exit in its `Drop` (see [`Shared::drop_exit`]); the
+    /// record completes the rest through its own [`Hooks`].
     fn drop_exit_impl(&self, rec: &Rec<K, V, S>) {
         self.map.remove_if_same(&rec.key, rec as *const _);
-        self.unreserve();
-        self.counters.add(rec.hash as usize, Event::Left(RemovalCause::Expired));
-        self.notify(rec, RemovalCause::Expired);
     }
 
     /// One expiry pass over the given timer queues (`(index, wait for its lock)`), drawing on a
@@ -263,9 +288,16 @@ where
             debug_assert!(timer.is_none());
         }
         let mut n = expired.len();
-        notify_each(self.listener.as_ref(), expired.iter().map(|r| Exit(r, RemovalCause::Expired)));
+        notify_each(self.hooks.listener.as_ref(), expired.iter().map(|r| Exit(r, RemovalCause::Expired)));
         drop(expired);
         for rec in released {
+            // A released WhileHeld record must hold no strong reference of the table's: its
+            // eviction entry goes too (it stays evictable only while some handle keeps it here).
+            if let Some(q) = &self.evict {
+                if rec.status() == crate::FlowStatus::Active {
+                    drop(q.unfile(rec.queue % q.len(), &rec));
+                }
+            }
             // A WhileHeld record whose last handle is gone leaves here, in its `Drop`; `try_unwrap`
             // succeeds exactly when this was the last strong reference, so the count is exact.
             if let Ok(rec) = Arc::try_unwrap(rec) {
@@ -424,7 +456,7 @@ struct ClaimGuard<'a, K: Eq, V, S> {
 impl<K: Eq, V, S> Drop for ClaimGuard<'_, K, V, S> {
     fn drop(&mut self) {
         if self.reserved {
-            self.shared.occupancy.release();
+            self.shared.hooks.occupancy.release();
         }
         self.shared.pending.release(self.hash, &self.waiter);
     }
@@ -449,13 +481,15 @@ where
             map: WeakMap::new(config.capacity, shards, config.hasher.clone()),
             timers: Timers::new(queues),
             pending: Pending::new(shards),
-            counters: Counters::new(shards),
-            occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+            hooks: Arc::new(Hooks {
+                counters: Counters::new(shards),
+                occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+                listener: config.listener,
+            }),
             evict: (config.capacity_policy == CapacityPolicy::Evict).then(|| EvictionQueues::new(queues)),
             timeout: config.idle_timeout,
             mode: config.expiry_mode,
             hasher: config.hasher,
-            listener: config.listener,
             drop_exit: Shared::drop_exit_impl,
             drop_table: Shared::drop_table_impl,
         };
@@ -507,8 +541,8 @@ where
         };
         let mut guard = ClaimGuard { shared: sh, hash, waiter, reserved: false };
         if !sh.reserve(now) {
-            sh.counters.add(hash as usize, Event::RejectedFull);
-            return Err(TableFull { max_flows: sh.occupancy.max() });
+            sh.hooks.counters.add(hash as usize, Event::RejectedFull);
+            return Err(TableFull { max_flows: sh.hooks.occupancy.max() });
         }
         guard.reserved = true;
         let value = init(); // no lock held; a panic here runs the guard
@@ -538,10 +572,10 @@ where
         let hash = self.hash_key(&key);
         if sh.lookup(&key, now).is_some() {
             // A replacement does not grow the table: allowed at the maximum, never evicts.
-            sh.occupancy.force_reserve();
+            sh.hooks.occupancy.force_reserve();
         } else if !sh.reserve(now) {
-            sh.counters.add(hash as usize, Event::RejectedFull);
-            return Err(TableFull { max_flows: sh.occupancy.max() });
+            sh.hooks.counters.add(hash as usize, Event::RejectedFull);
+            return Err(TableFull { max_flows: sh.hooks.occupancy.max() });
         }
         let rec = Shared::new_record(sh, key, value, hash, now);
         let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
@@ -566,13 +600,13 @@ where
     }
 
     fn len(&self) -> usize {
-        self.shared.occupancy.live()
+        self.shared.hooks.occupancy.live()
     }
 
     fn stats(&self) -> Stats {
         let sh = &self.shared;
-        let mut s = sh.counters.snapshot(self.len());
-        s.emergency = sh.occupancy.in_emergency();
+        let mut s = sh.hooks.counters.snapshot(self.len());
+        s.emergency = sh.hooks.occupancy.in_emergency();
         // Each record is one `Arc` allocation: two counts and the record.
         let records = s.live * (std::mem::size_of::<Rec<K, V, S>>() + 16);
         s.memory_bytes = sh.map.bytes() + sh.timers.bytes() + sh.evict.as_ref().map_or(0, |e| e.bytes()) + records;
@@ -611,7 +645,7 @@ where
 impl<K, V, S> std::fmt::Debug for DashFlowTable<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DashFlowTable")
-            .field("occupancy", &self.shared.occupancy)
+            .field("occupancy", &self.shared.hooks.occupancy)
             .field("timeout", &self.shared.timeout)
             .field("mode", &self.shared.mode)
             .finish_non_exhaustive()

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use crate::listener::{AsEvent, RemovalEvent};
 use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use crate::sync::Weak;
+use crate::sync::{Arc, Weak};
 use crate::time::duration_nanos;
 use crate::{ExpiryMode, FlowClass, FlowStatus, RemovalCause, Timestamp};
 
-use super::Shared;
+use super::{Hooks, Shared};
 
 const STATUS_BITS: u32 = 3;
 const STATUS_MASK: u64 = (1 << STATUS_BITS) - 1;
@@ -64,6 +64,8 @@ pub(crate) struct Record<K, V, S> {
     pub(crate) value: V,
     /// The table, for the `WhileHeld` exit in `Drop` and for `set_timeout`.
     pub(super) table: Weak<Shared<K, V, S>>,
+    /// Counters, occupancy and listener, which outlive the table while records do.
+    pub(super) hooks: Arc<Hooks<K, V>>,
 }
 
 impl<K, V, S> Record<K, V, S> {
@@ -77,6 +79,7 @@ impl<K, V, S> Record<K, V, S> {
         mode: ExpiryMode,
         queue: usize,
         table: Weak<Shared<K, V, S>>,
+        hooks: Arc<Hooks<K, V>>,
     ) -> Self {
         let flags = if mode == ExpiryMode::WhileHeld { MODE_WHILE_HELD } else { 0 };
         Record {
@@ -88,6 +91,7 @@ impl<K, V, S> Record<K, V, S> {
             key,
             value,
             table,
+            hooks,
         }
     }
 
@@ -295,5 +299,8 @@ impl<K, V, S> Drop for Record<K, V, S> {
         if let Some(table) = self.table.upgrade() {
             (table.drop_exit)(&table, self);
         }
+        // Room, count and listener do not depend on the table still being there (F1).
+        let this: &Self = self;
+        this.hooks.complete_exit(this, RemovalCause::Expired);
     }
 }
