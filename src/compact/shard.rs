@@ -903,7 +903,9 @@ impl<K, V> Shard<K, V> {
                 continue;
             }
             let w = rec.time_word();
-            if timew::status(w) != timew::ACTIVE {
+            // A `WhileHeld` flow its timer released holds no reference of the table's: it is no
+            // candidate (it leaves with its last handle).
+            if timew::status(w) != timew::ACTIVE || refw::filed(a) == UNFILED {
                 continue;
             }
             let c =
