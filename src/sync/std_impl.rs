@@ -3,9 +3,11 @@
 
 #[allow(unused_imports)] // `Weak` is used by the dashmap backend only
 pub(crate) use std::sync::{Arc, Weak};
+#[allow(unused_imports)] // used by the dashmap backend
 pub(crate) use std::thread_local;
 
 /// `loom::lazy_static!`'s syntax for a static with a `const` initializer (std needs no laziness).
+#[allow(unused_macros)] // used by the dashmap backend
 macro_rules! lazy_static {
     ($(#[$attr:meta])* static ref $name:ident : $t:ty = $init:expr; $($rest:tt)*) => {
         $(#[$attr])* static $name: $t = $init;
@@ -13,6 +15,7 @@ macro_rules! lazy_static {
     };
     () => {};
 }
+#[allow(unused_imports)] // used by the dashmap backend
 pub(crate) use lazy_static;
 
 #[allow(unused_imports)]
