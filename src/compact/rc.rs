@@ -294,10 +294,10 @@ impl<K, V> Record<K, V> {
     /// Writes the value of a record being created.
     ///
     /// # Safety
-    /// - The caller created the record and its status is still `PENDING` (no reader reads the
-    ///   value), or the record is not yet published.
+    /// - The caller created the record and its status is `PENDING` or `CANCELLED` (no reader reads
+    ///   the value then), or the record is not yet published.
     pub(crate) unsafe fn write_value(&self, value: V) {
-        // SAFETY: no reader reads the value of a PENDING or unpublished record (C6).
+        // SAFETY: no reader reads the value of a PENDING, CANCELLED or unpublished record (C6).
         self.value.with_mut(|p| unsafe { (*p).write(value) });
     }
 
@@ -398,11 +398,16 @@ impl<K, V> Creation<K, V> {
         &self.r
     }
 
-    /// Writes the value (once, while the record is `PENDING`).
+    /// Writes the value (once, while the record is `PENDING`, or `CANCELLED` by an `insert` that
+    /// took the key while `init` ran: the value is then taken back with [`take_back`](Self::take_back)).
+    ///
+    /// Regression (found by `threads_race_on_few_keys_at_a_small_maximum`): this asserted `PENDING`
+    /// only, and panicked when an `insert` cancelled the creation during `init`.
     pub(crate) fn write_value(&mut self, value: V) {
-        assert!(!self.wrote && timew::status(self.r.record().time_word()) == timew::PENDING);
-        // SAFETY: we are the record's only creator (C9) and it is PENDING, so no one reads the
-        // value (C6).
+        let s = timew::status(self.r.record().time_word());
+        assert!(!self.wrote && (s == timew::PENDING || s == timew::CANCELLED));
+        // SAFETY: we are the record's only creator (C9), and only we move it out of PENDING to
+        // ACTIVE (after this write); while it is PENDING or CANCELLED no one reads the value (C6).
         unsafe { self.r.record().write_value(value) };
         self.wrote = true;
     }
