@@ -39,7 +39,7 @@ known=$(sed -n '/MUTANTS: /,/^];/p' src/sync/loom_mutant.rs | sed -n 's/^ *(\{0,
 [ -n "$known" ] || { echo "loom.sh: no mutants found in src/sync/loom_mutant.rs" >&2; exit 1; }
 
 echo "=== clippy of the loom-only code (cfg flowtable_loom, -D warnings)"
-cargo clippy -q -p flowtable --lib -- -D warnings
+cargo clippy -q -p flowtable --lib --features compact -- -D warnings
 cargo clippy -q -p flowtable-loom-tests --all-targets -- -D warnings
 
 echo "=== build (loom cfg, release, $CARGO_TARGET_DIR)"
@@ -56,7 +56,7 @@ build -p flowtable-loom-tests
 while IFS='|' read -r src exe; do
   case "$src" in tests/loom_*.rs) bin["loom-tests/$src"]=$exe ;; esac
 done <<<"$exe_of"
-build -p flowtable --lib
+build -p flowtable --lib --features compact
 lib_exe=$(sed -n 's/^unittests src\/lib.rs|//p' <<<"$exe_of")
 [ -n "$lib_exe" ] || { echo "loom.sh: the library's unit-test binary was not built" >&2; exit 1; }
 while read -r f; do

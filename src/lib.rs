@@ -45,6 +45,7 @@
 //! | feature | backend | what it costs |
 //! |---|---|---|
 //! | `dashmap` (default) | [`DashFlowTable`]: `DashMap<K, Weak<Flow>>` + per-thread `priority_queue` timers | dashmap and priority-queue as dependencies |
+//! | `compact` | [`CompactFlowTable`]: per-shard slot tables over slab arenas, timeout heaps, lock-free lookups, one-word handles (~53 B/flow for a `FlowKeyV4` and an 8-byte value) | no dependency; `unsafe` code confined to `src/compact/{slots,arena,rc,heap}.rs` |
 //! | `rayon` | `par_expire` / `par_for_each` on every backend | rayon as a dependency |
 //!
 //! [`DefaultFlowTable`] names the backend the enabled features pick. The design, the concurrency
@@ -52,8 +53,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(not(any(feature = "dashmap")))]
-compile_error!("flowtable needs a backend: enable the `dashmap` feature (the default)");
+#[cfg(not(any(feature = "dashmap", feature = "compact")))]
+compile_error!("flowtable needs a backend: enable the `dashmap` feature (the default) or the `compact` feature");
 
 mod builder;
 mod capacity;
@@ -75,8 +76,13 @@ mod time;
 #[cfg(feature = "dashmap")]
 pub mod reference;
 
+#[cfg(feature = "compact")]
+pub mod compact;
+
 pub use builder::{default_shards, Config, ConfigError, FlowTableBuilder, MAX_SHARDS};
 pub use capacity::{CapacityPolicy, Emergency};
+#[cfg(feature = "compact")]
+pub use compact::{CompactFlow, CompactFlowTable};
 pub use flow::{ExpiryMode, FlowClass, FlowStatus};
 pub use hash::DefaultHashBuilder;
 pub use key::{proto, Direction, FlowKey, FlowKeyV4, FlowKeyV6, KeyError, Zone};
@@ -92,6 +98,9 @@ pub use time::{MonotonicClock, Timestamp};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// The table of the backend the enabled features pick.
-#[cfg(feature = "dashmap")]
+/// The table of the backend the enabled features pick: compact when its feature is on.
+#[cfg(feature = "compact")]
+pub type DefaultFlowTable<K, V, S = DefaultHashBuilder> = CompactFlowTable<K, V, S>;
+/// The table of the backend the enabled features pick: compact when its feature is on.
+#[cfg(all(feature = "dashmap", not(feature = "compact")))]
 pub type DefaultFlowTable<K, V, S = DefaultHashBuilder> = DashFlowTable<K, V, S>;

@@ -68,6 +68,7 @@ pub(crate) struct Counters {
 
 /// What a counter counts.
 #[derive(Copy, Clone, Debug)]
+#[cfg_attr(not(feature = "dashmap"), allow(dead_code))] // eviction: dashmap backend only so far
 pub(crate) enum Event {
     Created,
     Left(RemovalCause),

@@ -332,3 +332,5 @@ macro_rules! differential {
 
 #[cfg(feature = "dashmap")]
 differential!(dashmap: common::Dash);
+#[cfg(feature = "compact")]
+differential!(compact: common::Compact);

@@ -10,9 +10,12 @@ pub(crate) use loom::{lazy_static, thread_local};
 #[allow(unused_imports)]
 pub(crate) mod atomic {
     pub(crate) use loom::sync::atomic::{
-        fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+        fence, AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
     };
 }
+
+#[allow(unused_imports)]
+pub(crate) use loom::cell::UnsafeCell;
 
 #[allow(unused_imports)]
 pub(crate) mod hint {
@@ -37,6 +40,7 @@ impl<T> Mutex<T> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+    #[allow(dead_code)] // used by the dashmap backend
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         self.0.try_lock().ok()
     }

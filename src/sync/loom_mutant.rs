@@ -23,6 +23,12 @@ pub const MUTANTS: &[(&str, &str)] = &[
     ("expire_ignores_status", "the expiry pass expires a due record without checking it is still Active"),
     ("drop_exit_ignores_status", "a WhileHeld record's Drop runs the exit even if the flow already left"),
     ("reserve_check_then_add", "the occupancy reservation loads the count, compares, then adds (no CAS)"),
+    ("compact_time_plain_store", "compact: a record's time word changes by load, check, store instead of a CAS"),
+    ("compact_acquire_no_check", "compact: a reader takes a reference by fetch_add whatever the generation and count"),
+    (
+        "compact_pending_ignored",
+        "compact: get_or_insert_with does not wait for a creation in flight under the same key",
+    ),
 ];
 
 /// The selected mutant (process-wide; not a loom object, so it is the same in every execution).

@@ -36,6 +36,18 @@ impl Backend for Dash {
         V: Send + Sync + 'static;
 }
 
+#[cfg(feature = "compact")]
+pub struct Compact;
+
+#[cfg(feature = "compact")]
+impl Backend for Compact {
+    type Table<K, V>
+        = flowtable::CompactFlowTable<K, V>
+    where
+        K: Hash + Eq + Clone + Copy + Debug + Send + Sync + 'static,
+        V: Send + Sync + 'static;
+}
+
 /// Instantiates each listed generic test function `fn name<B: Backend>()` once per enabled backend.
 #[macro_export]
 macro_rules! backend_tests {
@@ -43,6 +55,10 @@ macro_rules! backend_tests {
         #[cfg(feature = "dashmap")]
         mod dashmap {
             $( #[test] fn $name() { super::$name::<$crate::common::Dash>(); } )*
+        }
+        #[cfg(feature = "compact")]
+        mod compact {
+            $( #[test] fn $name() { super::$name::<$crate::common::Compact>(); } )*
         }
     };
 }
@@ -55,6 +71,10 @@ macro_rules! overload_backend_tests {
         #[cfg(feature = "dashmap")]
         mod dashmap {
             $( #[test] fn $name() { super::$name::<$crate::common::Dash>(); } )*
+        }
+        #[cfg(feature = "compact")]
+        mod compact {
+            $( #[test] fn $name() { super::$name::<$crate::common::Compact>(); } )*
         }
     };
 }

@@ -1,0 +1,772 @@
+//! One shard of the compact backend: its slot table, record arena and timers, and the operations
+//! on them. Readers take no lock; writers serialise on the shard mutex. No user callback (listener,
+//! value `Drop`) runs under the mutex: references that may be the last one are dropped after it
+//! is released, and exits are notified after it is released (C11).
+//!
+//! The numbered invariants C1..C11 are stated in `design/concurrency.md` (compact section).
+#![forbid(unsafe_code)]
+
+use super::arena::{Arena, NONE};
+use super::heap::{From, Timers, UNFILED};
+use super::id::{self, refw, slot, timew};
+use super::rc::Due;
+use super::rc::{Creation, DeadRecord, RecordRef};
+use super::slots::{SlotArray, Slots, SlotsW};
+use crate::capacity::Occupancy;
+use crate::listener::{notify_each, AsEvent, Listener, RemovalEvent};
+use crate::stats::{Counters, Event};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::{FlowClass, FlowStatus, RemovalCause, Timestamp};
+use std::time::Duration;
+
+/// The distinct timeouts of a table (ms; `NEVER` for never): a record stores an 8-bit index into
+/// it instead of its timeout. Append-only; entry 0 is the table's idle timeout. When all 256
+/// entries are taken, a new timeout maps to the smallest entry not shorter than it (a flow may then
+/// expire late, never early), or the longest entry.
+pub(crate) struct Palette {
+    vals: Box<[AtomicU64]>,
+    len: AtomicUsize,
+    lock: Mutex<()>,
+}
+
+impl Palette {
+    const CAP: usize = 256;
+
+    pub(crate) fn new(default_ms: u64) -> Self {
+        let vals: Box<[AtomicU64]> = (0..Self::CAP).map(|_| AtomicU64::new(0)).collect();
+        vals[0].store(default_ms, Ordering::Relaxed);
+        Palette { vals, len: AtomicUsize::new(1), lock: Mutex::new(()) }
+    }
+
+    /// The timeout (ms) of index `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: u8) -> u64 {
+        // Acquire: pairs with the Release store that added the entry (before any record used it).
+        self.vals[i as usize].load(Ordering::Acquire)
+    }
+
+    fn find(&self, ms: u64) -> Option<u8> {
+        let n = self.len.load(Ordering::Acquire);
+        (0..n).find(|&i| self.vals[i].load(Ordering::Acquire) == ms).map(|i| i as u8)
+    }
+
+    /// The index of timeout `ms`, adding it if new (takes the palette's lock only then).
+    pub(crate) fn index(&self, ms: u64) -> u8 {
+        if let Some(i) = self.find(ms) {
+            return i;
+        }
+        let _g = self.lock.lock();
+        if let Some(i) = self.find(ms) {
+            return i;
+        }
+        let n = self.len.load(Ordering::Relaxed);
+        if n < Self::CAP {
+            // Release: a reader that sees the new length or an index sees the value.
+            self.vals[n].store(ms, Ordering::Release);
+            self.len.store(n + 1, Ordering::Release);
+            return n as u8;
+        }
+        let all = (0..n).map(|i| (self.vals[i].load(Ordering::Relaxed), i));
+        let at_least = all.clone().filter(|&(v, _)| v >= ms).min();
+        at_least.or_else(|| all.max()).map_or(0, |(_, i)| i as u8)
+    }
+}
+
+/// What all shards of a table share (kept alive by every shard, so late handle drops can use it).
+pub(crate) struct Common<K, V> {
+    pub(crate) listener: Option<Listener<K, V>>,
+    pub(crate) counters: Counters,
+    /// Flows in the table, the maximum and the emergency state.
+    pub(crate) occ: Occupancy,
+    pub(crate) palette: Palette,
+    /// The table's idle timeout.
+    pub(crate) timeout: Duration,
+    /// Flows created so far (its low 6 bits are stamped into each record, see `timew::birth`).
+    pub(crate) births: AtomicUsize,
+}
+
+impl<K, V> Common<K, V> {
+    fn reserve(&self) -> bool {
+        self.occ.try_reserve()
+    }
+    /// Room for one flow: the room an eviction handed over, if any, else a reservation.
+    fn take_room(&self, room: &mut bool) -> bool {
+        std::mem::take(room) || self.reserve()
+    }
+    fn unreserve(&self) {
+        self.occ.release();
+    }
+    /// The palette index of the timeout of a flow created now (shorter in emergency mode).
+    fn new_tmo(&self, d: Defaults) -> u8 {
+        if self.occ.in_emergency() {
+            self.palette.index(id::timeout_ms(self.occ.timeout_for_new(self.timeout)))
+        } else {
+            d.tmo
+        }
+    }
+}
+
+/// Per-flow defaults of new records.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Defaults {
+    /// Palette index of the table's idle timeout.
+    pub(crate) tmo: u8,
+    pub(crate) held: bool,
+}
+
+struct Locked {
+    slots: SlotsW,
+    timers: Timers,
+    /// Head of the free list of records (`NONE` if empty).
+    free: u32,
+}
+
+/// One shard.
+pub(crate) struct Shard<K, V> {
+    /// One count for the table, one per allocated record (C8).
+    pub(crate) refs: AtomicUsize,
+    slots: Slots,
+    pub(crate) arena: Arena<K, V>,
+    locked: Mutex<Locked>,
+    /// Signalled when a creation finishes or is abandoned.
+    created: Condvar,
+    pub(crate) common: Arc<Common<K, V>>,
+    index: usize,
+    probes: AtomicU64,
+    lookups: AtomicU64,
+    probe_max: AtomicU64,
+}
+
+/// What a writer's search found.
+enum Found<K, V> {
+    /// A slot of the key whose record still has the slot's generation, with a reference to it.
+    Hit { pos: usize, slot: u64, rec: RecordRef<K, V> },
+    /// No such slot; `pos`/`old` is where a new slot may go (first `TOMB`, or the `EMPTY`).
+    Miss { pos: usize, old: u64 },
+}
+
+/// A flow that left, with its cause, to be counted and notified after the lock.
+struct Exit<'a, K, V>(&'a RecordRef<K, V>, RemovalCause, &'a Palette);
+
+impl<K, V> AsEvent<K, V> for Exit<'_, K, V> {
+    fn as_event(&self) -> RemovalEvent<'_, K, V> {
+        let w = self.0.record().time_word();
+        RemovalEvent {
+            key: self.0.key(),
+            value: self.0.value(),
+            cause: self.1,
+            last_seen: Timestamp::from_millis(timew::last(w)),
+            deadline: id::deadline_ts(super::rc::Record::<K, V>::deadline_of(w, self.2)),
+        }
+    }
+}
+
+fn cause_status(c: RemovalCause) -> u64 {
+    (match c {
+        RemovalCause::Expired => FlowStatus::Expired,
+        RemovalCause::Removed => FlowStatus::Removed,
+        RemovalCause::Replaced => FlowStatus::Replaced,
+        RemovalCause::Evicted => FlowStatus::Evicted,
+    }) as u64
+}
+
+/// A new flow refused because the table is full, with what the caller may retry with (`None` if
+/// it was consumed).
+pub(crate) struct Full<T>(pub(crate) Option<T>);
+
+/// Where a creation's value comes from: `init`, or the value an abandoned attempt already made.
+pub(crate) struct Make<F, V> {
+    pub(crate) init: Option<F>,
+    pub(crate) ready: Option<V>,
+    /// Room an eviction handed to this creation (one reserved flow of the occupancy).
+    pub(crate) room: bool,
+}
+
+impl<F: FnOnce() -> V, V> Make<F, V> {
+    fn value(&mut self) -> V {
+        match self.ready.take() {
+            Some(v) => v,
+            None => (self.init.take().expect("init runs once"))(),
+        }
+    }
+}
+
+/// References taken under the shard lock that may be the last ones, to drop after it (C11). A
+/// few fit inline (a writer's search meets a record of another key with the same tag now and
+/// then), so the common case allocates nothing.
+pub(crate) struct Deferred<K, V> {
+    inline: [Option<RecordRef<K, V>>; 4],
+    more: Vec<RecordRef<K, V>>,
+}
+
+impl<K, V> Deferred<K, V> {
+    fn new() -> Self {
+        Deferred { inline: [None, None, None, None], more: Vec::new() }
+    }
+    fn push(&mut self, r: RecordRef<K, V>) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(s) => *s = Some(r),
+            None => self.more.push(r),
+        }
+    }
+}
+
+/// An eviction candidate: its order key (class, last seen, birth) and its slot's identity.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Victim {
+    pub(crate) order: (FlowClass, u64, u8),
+    pub(crate) idx: u32,
+    pub(crate) gen: u8,
+}
+
+/// What `insert` returns: the new flow and the one it replaced.
+type Inserted<K, V> = (RecordRef<K, V>, Option<RecordRef<K, V>>);
+
+/// Up to this many flows per expiry batch (one lock hold); a stack array, no allocation.
+const BATCH: usize = 32;
+
+mod exits;
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn new(index: usize, slots_cap: usize, heap_cap: usize, common: Arc<Common<K, V>>) -> Self {
+        let (slots, w) = Slots::new(slots_cap);
+        Shard {
+            refs: AtomicUsize::new(1),
+            slots,
+            arena: Arena::new(),
+            locked: Mutex::new(Locked { slots: w, timers: Timers::with_capacity(heap_cap), free: NONE }),
+            created: Condvar::new(),
+            common,
+            index,
+            probes: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            probe_max: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock()
+    }
+
+    fn count(&self, e: Event) {
+        self.common.counters.add(self.index, e);
+    }
+
+    /// Counts and notifies the exits (no lock held). Their room was released under the shard lock
+    /// by whoever made them leave (C12).
+    fn finish_exits(&self, exits: &[(RecordRef<K, V>, RemovalCause)]) {
+        for (_, c) in exits {
+            self.count(Event::Left(*c));
+        }
+        let pal = &self.common.palette;
+        notify_each(self.common.listener.as_ref(), exits.iter().map(|(r, c)| Exit(r, *c, pal)));
+    }
+
+    fn finish_exit(&self, r: &RecordRef<K, V>, c: RemovalCause) {
+        self.count(Event::Left(c));
+        notify_each(self.common.listener.as_ref(), [Exit(r, c, &self.common.palette)]);
+    }
+
+    /// Whether a slot's record still has the slot's generation (for rebuilds).
+    fn alive(&self, v: u64) -> bool {
+        self.arena.get(slot::idx(v)).gen() == slot::gen(v)
+    }
+
+    fn note_probe(&self, n: u64) {
+        // Relaxed: statistics, written under the shard lock only.
+        self.probes.store(self.probes.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.lookups.store(self.lookups.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if n > self.probe_max.load(Ordering::Relaxed) {
+            self.probe_max.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// (probes, lookups, max) of the writers' searches.
+    pub(crate) fn probe_stats(&self) -> (u64, u64, u64) {
+        (
+            self.probes.load(Ordering::Relaxed),
+            self.lookups.load(Ordering::Relaxed),
+            self.probe_max.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The first `TOMB` or `EMPTY` from the home of `tag` (shard lock held).
+    fn free_pos(arr: &SlotArray, tag: u32) -> (usize, u64) {
+        let mut p = arr.home(tag);
+        loop {
+            let v = arr.get(p);
+            if !slot::is_live(v) {
+                return (p, v);
+            }
+            p = arr.next(p);
+        }
+    }
+
+    /// Puts `new` into the slot table (shard lock held), at `pos` if still possible. `old` is the
+    /// value expected there: `EMPTY`/`TOMB` (a new slot), or the slot of a displaced flow.
+    fn place(&self, w: &mut Locked, tag: u32, mut pos: usize, mut old: u64, new: u64) {
+        loop {
+            if !slot::is_live(old) && self.slots.make_room(&mut w.slots, |v| self.alive(v)) {
+                (pos, old) = Self::free_pos(self.slots.array(), tag);
+                continue;
+            }
+            if self.slots.place(&mut w.slots, pos, old, new) {
+                return;
+            }
+            (pos, old) = Self::free_pos(self.slots.array(), tag);
+        }
+    }
+
+    /// Clears the slot `v` of a flow that left (shard lock held), if it is still there.
+    fn clear_slot(&self, w: &mut Locked, v: u64) {
+        let arr = self.slots.array();
+        let mut p = arr.home(slot::tag(v));
+        for _ in 0..arr.cap() {
+            let s = arr.get(p);
+            if s == slot::EMPTY {
+                return;
+            }
+            if s == v {
+                self.slots.clear(&mut w.slots, p, v);
+                return;
+            }
+            p = arr.next(p);
+        }
+    }
+
+    /// Returns a dead record to the free list (its contents already dropped).
+    pub(crate) fn free_record(&self, idx: u32) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        self.arena.free(&mut g.free, idx);
+    }
+
+    /// The exit of a record whose last reference went while it was still in the table (a
+    /// `WhileHeld` flow whose timer released it): it leaves as expired, here, on this thread.
+    pub(crate) fn on_dead(&self, dead: &DeadRecord<K, V>) -> bool {
+        let rec = dead.record();
+        if !rec.transition(timew::ACTIVE, FlowStatus::Expired as u64) {
+            return false;
+        }
+        rec.bump_gen(); // Upholds C2: its slot is dead from now on (reaped by the next probe).
+        self.common.unreserve();
+        self.count(Event::Left(RemovalCause::Expired));
+        if let (Some(l), Some(value)) = (self.common.listener.as_ref(), dead.value()) {
+            let w = rec.time_word();
+            l(RemovalEvent {
+                key: dead.key(),
+                value,
+                cause: RemovalCause::Expired,
+                last_seen: Timestamp::from_millis(timew::last(w)),
+                deadline: id::deadline_ts(super::rc::Record::<K, V>::deadline_of(w, &self.common.palette)),
+            });
+        }
+        true
+    }
+}
+
+impl<K: Eq + Clone, V> Shard<K, V> {
+    /// The live, visible flow of `key` at tick `now`. Lock-free (C2, C3, C7).
+    #[inline]
+    pub(crate) fn lookup(&self, key: &K, hash: u64, now: u64) -> Option<RecordRef<K, V>> {
+        let tag = slot::tag_of(hash);
+        loop {
+            let seq = self.slots.read_begin();
+            let arr = self.slots.array();
+            let mut p = arr.home(tag);
+            for _ in 0..arr.cap() {
+                let v = arr.get(p);
+                if v == slot::EMPTY {
+                    break;
+                }
+                if v != slot::TOMB && slot::tag(v) == tag {
+                    match self.arena.try_ref(slot::idx(v), slot::gen(v)) {
+                        // The key is compared only once the reference pins the record (C2).
+                        Some(r) if r.key() == key => return r.record().visible(now, &self.common.palette).then_some(r),
+                        Some(_) => {}
+                        None => self.slots.reap(arr, p, v),
+                    }
+                }
+                p = arr.next(p);
+            }
+            if !self.slots.read_retry(seq) {
+                return None;
+            }
+        }
+    }
+
+    /// The writers' search (shard lock held). References to other keys' records that it took
+    /// go to `defer` (one may be the last; it is dropped after the lock).
+    fn find(&self, key: &K, hash: u64, defer: &mut Deferred<K, V>) -> Found<K, V> {
+        let tag = slot::tag_of(hash);
+        let arr = self.slots.array();
+        let mut p = arr.home(tag);
+        let mut reuse = None;
+        let mut n = 0;
+        let result = loop {
+            n += 1;
+            let v = arr.get(p);
+            if v == slot::EMPTY {
+                let (pos, old) = reuse.unwrap_or((p, slot::EMPTY));
+                break Found::Miss { pos, old };
+            }
+            if v == slot::TOMB {
+                reuse.get_or_insert((p, slot::TOMB));
+            } else if slot::tag(v) == tag {
+                match self.arena.try_ref(slot::idx(v), slot::gen(v)) {
+                    Some(r) if r.key() == key => break Found::Hit { pos: p, slot: v, rec: r },
+                    Some(r) => defer.push(r),
+                    None => {
+                        self.slots.reap(arr, p, v);
+                        if arr.get(p) == slot::TOMB {
+                            reuse.get_or_insert((p, slot::TOMB));
+                        }
+                    }
+                }
+            }
+            p = arr.next(p);
+            if n > arr.cap() as u64 {
+                unreachable!("C3: a slot array always keeps an EMPTY slot");
+            }
+        };
+        self.note_probe(n);
+        result
+    }
+
+    /// Allocates and initialises a `PENDING` record of `key` (shard lock held, count reserved).
+    fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
+        let idx = self.arena.alloc(&mut w.free)?;
+        self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
+                                                   // Relaxed: a tie-breaker for eviction order, nothing is published by it.
+        let birth = self.common.births.fetch_add(1, Ordering::Relaxed) as u8;
+        let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
+        Some(self.arena.create(idx, key, time))
+    }
+
+    /// Files an active record's timer and counts its creation (shard lock held).
+    fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
+        let deadline = r.record().deadline(&self.common.palette);
+        w.timers.push(&self.arena, r.clone(), deadline, From::Main);
+        self.count(Event::Created);
+    }
+
+    /// `get_or_insert_with` on this shard (see the trait). `init` runs with no lock held.
+    pub(crate) fn get_or_insert<F: FnOnce() -> V>(
+        &self,
+        key: K,
+        hash: u64,
+        now: Timestamp,
+        d: Defaults,
+        make: &mut Make<F, V>,
+    ) -> Result<(RecordRef<K, V>, bool), Full<K>> {
+        let t = id::ms_floor(now);
+        let tag = slot::tag_of(hash);
+        let mut key = Some(key);
+        loop {
+            let k = key.as_ref().expect("key kept until the record takes it");
+            if let Some(r) = self.lookup(k, hash, t) {
+                return Ok((r, false));
+            }
+            let mut defer = Deferred::new();
+            let mut displaced = None;
+            let mut g = self.lock();
+            let (pos, old) = match self.find(k, hash, &mut defer) {
+                Found::Miss { pos, old } => (pos, old),
+                Found::Hit { pos, slot: v, rec } => {
+                    let s = timew::status(rec.record().time_word());
+                    if s == timew::PENDING && !crate::sync::mutant("compact_pending_ignored") {
+                        // Another caller runs `init` for this key: wait for it, then look again.
+                        // Our reference is not the last (the creator holds one until it finishes,
+                        // which needs the lock).
+                        defer.push(rec);
+                        let g = self.created.wait(g);
+                        drop(g);
+                        drop(defer);
+                        continue;
+                    }
+                    if rec.record().visible(t, &self.common.palette) {
+                        drop(g);
+                        return Ok((rec, false));
+                    }
+                    if s == timew::ACTIVE {
+                        // Room first: at the maximum the invisible flow stays as it is.
+                        if !self.common.take_room(&mut make.room) {
+                            drop(g);
+                            drop(rec);
+                            drop(defer);
+                            return Err(Full(key.take()));
+                        }
+                        match rec.record().leave_if_due(t, &self.common.palette) {
+                            Ok(()) => {
+                                rec.record().bump_gen(); // Upholds C2.
+                                self.common.unreserve(); // Upholds C12.
+                                displaced = Some(rec);
+                            }
+                            Err(true) => {
+                                drop(g);
+                                self.common.unreserve();
+                                return Ok((rec, false));
+                            }
+                            Err(false) => {
+                                make.room = true; // kept for the creation below
+                                defer.push(rec);
+                            }
+                        }
+                    } else {
+                        defer.push(rec);
+                    }
+                    (pos, v)
+                }
+            };
+            let reserved = displaced.is_some() || self.common.take_room(&mut make.room);
+            let created = if reserved { self.alloc(&mut g, key.take().expect("key"), now, d) } else { None };
+            let Some(mut c) = created else {
+                if reserved {
+                    self.common.unreserve();
+                }
+                if displaced.is_some() {
+                    self.clear_slot(&mut g, old);
+                }
+                drop(g);
+                if let Some(r) = displaced {
+                    self.finish_exit(&r, RemovalCause::Expired);
+                }
+                return Err(Full(if reserved { None } else { key.take() }));
+            };
+            let new = slot::pack(tag, c.handle().record().gen(), c.handle().index());
+            self.place(&mut g, tag, pos, old, new);
+            drop(g);
+            if let Some(r) = displaced.take() {
+                self.finish_exit(&r, RemovalCause::Expired);
+            }
+            drop(defer);
+
+            // `init` runs outside every lock; a panic cancels the creation (the guard).
+            let mut guard = Cancel { shard: self, creation: Some(c), slot: new };
+            let value = make.value();
+            c = guard.creation.take().expect("creation");
+            drop(guard);
+            c.write_value(value);
+
+            let mut g = self.lock();
+            if c.handle().record().transition(timew::PENDING, timew::ACTIVE) {
+                let r = c.into_ref();
+                self.activate(&mut g, &r);
+                self.created.notify_all();
+                drop(g);
+                return Ok((r, true));
+            }
+            // `insert` took the key while `init` ran: its flow stands; ours never was one. Look
+            // again; if that flow is already gone, create again with the value `init` made.
+            drop(g);
+            self.common.unreserve();
+            key = Some(c.handle().key().clone());
+            make.ready = c.take_back();
+            drop(c);
+        }
+    }
+
+    /// `insert` on this shard: returns the new flow and the one it replaced.
+    pub(crate) fn insert(
+        &self,
+        key: K,
+        hash: u64,
+        value: V,
+        now: Timestamp,
+        d: Defaults,
+        room: &mut bool,
+    ) -> Result<Inserted<K, V>, Full<(K, V)>> {
+        let t = id::ms_floor(now);
+        let tag = slot::tag_of(hash);
+        let mut defer = Deferred::new();
+        let mut left: Option<(RecordRef<K, V>, RemovalCause)> = None;
+        let mut g = self.lock();
+        let (pos, old) = match self.find(&key, hash, &mut defer) {
+            Found::Miss { pos, old } => (pos, old),
+            Found::Hit { pos, slot: v, rec } => {
+                let r = rec.record();
+                loop {
+                    let s = timew::status(r.time_word());
+                    if s == timew::PENDING {
+                        // A creation in flight: cancel it; its creator finds our flow.
+                        if r.transition(timew::PENDING, timew::CANCELLED) {
+                            r.bump_gen(); // Upholds C2.
+                            self.created.notify_all();
+                            defer.push(rec);
+                            break;
+                        }
+                        continue;
+                    }
+                    if s != timew::ACTIVE {
+                        defer.push(rec);
+                        break;
+                    }
+                    if r.visible(t, &self.common.palette) {
+                        if r.transition(timew::ACTIVE, cause_status(RemovalCause::Replaced)) {
+                            r.bump_gen(); // Upholds C2.
+                                          // The replaced flow's room passes to the new one (C12).
+                            left = Some((rec, RemovalCause::Replaced));
+                            break;
+                        }
+                    } else {
+                        // Room first: at the maximum the invisible flow stays as it is.
+                        if !self.common.take_room(room) {
+                            defer.push(rec);
+                            break;
+                        }
+                        if r.leave_if_due(t, &self.common.palette).is_ok() {
+                            r.bump_gen(); // Upholds C2.
+                            self.common.unreserve(); // Upholds C12.
+                            left = Some((rec, RemovalCause::Expired));
+                            break;
+                        }
+                        *room = true; // kept for the next attempt
+                    }
+                }
+                (pos, v)
+            }
+        };
+        if left.is_none() && !self.common.take_room(room) {
+            drop(g);
+            drop(defer);
+            return Err(Full(Some((key, value))));
+        }
+        let Some(mut c) = self.alloc(&mut g, key, now, d) else {
+            self.common.unreserve();
+            if let Some((r, _)) = &left {
+                let v = slot::pack(tag, r.record().gen().wrapping_sub(1), r.index());
+                self.clear_slot(&mut g, v);
+            }
+            drop(g);
+            if let Some((r, c)) = left {
+                self.finish_exit(&r, c);
+            }
+            return Err(Full(None));
+        };
+        c.write_value(value);
+        let ok = c.handle().record().transition(timew::PENDING, timew::ACTIVE);
+        debug_assert!(ok);
+        let r = c.into_ref();
+        let new = slot::pack(tag, r.record().gen(), r.index());
+        self.place(&mut g, tag, pos, old, new);
+        self.activate(&mut g, &r);
+        drop(g);
+        drop(defer);
+        let replaced = match left {
+            Some((old, cause)) => {
+                self.finish_exit(&old, cause);
+                (cause == RemovalCause::Replaced).then_some(old)
+            }
+            None => None,
+        };
+        Ok((r, replaced))
+    }
+
+    /// `remove` on this shard.
+    pub(crate) fn remove(&self, key: &K, hash: u64) -> Option<RecordRef<K, V>> {
+        let mut defer = Deferred::new();
+        let mut g = self.lock();
+        let found = self.find(key, hash, &mut defer);
+        let out = match found {
+            Found::Hit { pos, slot: v, rec } => {
+                if rec.record().transition(timew::ACTIVE, cause_status(RemovalCause::Removed)) {
+                    rec.record().bump_gen(); // Upholds C2.
+                    self.common.unreserve(); // Upholds C12.
+                    self.slots.clear(&mut g.slots, pos, v);
+                    Some(rec)
+                } else {
+                    defer.push(rec);
+                    None
+                }
+            }
+            Found::Miss { .. } => None,
+        };
+        drop(g);
+        drop(defer);
+        if let Some(r) = &out {
+            self.finish_exit(r, RemovalCause::Removed);
+        }
+        out
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// The address of the home slot of `hash` (for prefetching).
+    #[inline]
+    pub(crate) fn home_addr(&self, hash: u64) -> *const u8 {
+        let arr = self.slots.array();
+        arr.addr(arr.home(slot::tag_of(hash)))
+    }
+
+    /// The address of the record the home slot of `hash` names, if its tag matches.
+    #[inline]
+    pub(crate) fn home_record_addr(&self, hash: u64) -> Option<*const u8> {
+        let arr = self.slots.array();
+        let tag = slot::tag_of(hash);
+        let v = arr.get(arr.home(tag));
+        (slot::is_live(v) && slot::tag(v) == tag).then(|| self.arena.addr(slot::idx(v)))
+    }
+
+    /// The table is being dropped: every flow leaves (cause `Removed`), every timer is released.
+    pub(crate) fn drop_table(&self) {
+        self.clear();
+    }
+
+    /// Files an extra timer for a flow whose deadline moved forward (`set_timeout` shorter).
+    pub(crate) fn advance(&self, r: &RecordRef<K, V>) {
+        let mut g = self.lock();
+        let w = r.record().time_word();
+        if timew::status(w) != timew::ACTIVE {
+            return;
+        }
+        let d = super::rc::Record::<K, V>::deadline_of(w, &self.common.palette);
+        let filed = r.record().filed();
+        // A flow its timer already released (`WhileHeld`) gets no timer again.
+        if filed != UNFILED && g.timers.key(d) < filed {
+            g.timers.push(&self.arena, r.clone(), d, From::Side);
+        }
+    }
+
+    /// Bytes held by the shard's structures.
+    pub(crate) fn memory(&self) -> usize {
+        let g = self.lock();
+        self.slots.memory(&g.slots) + self.arena.memory() + g.timers.memory()
+    }
+
+    /// Asserts the shard's invariants (lock taken here).
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn validate(&self) {
+        let g = self.lock();
+        self.slots.validate(&g.slots);
+        g.timers.validate(&self.arena);
+        let free = self.arena.validate(g.free);
+        let allocated = self.arena.len() as usize - free;
+        // C8: one count for the table plus one per allocated record (a record just put back on
+        // the free list may still hold its count for a moment, so `>=`).
+        assert!(self.refs.load(Ordering::Relaxed) > allocated, "C8: shard count below its records");
+    }
+}
+
+/// Cancels a creation whose `init` panicked (armed while `init` runs).
+struct Cancel<'a, K: Eq + Clone, V> {
+    shard: &'a Shard<K, V>,
+    creation: Option<Creation<K, V>>,
+    slot: u64,
+}
+
+impl<K: Eq + Clone, V> Drop for Cancel<'_, K, V> {
+    fn drop(&mut self) {
+        let Some(c) = self.creation.take() else { return };
+        let sh = self.shard;
+        let mut g = sh.lock();
+        if c.handle().record().transition(timew::PENDING, timew::CANCELLED) {
+            c.handle().record().bump_gen(); // Upholds C2.
+            sh.clear_slot(&mut g, self.slot);
+        }
+        sh.created.notify_all();
+        drop(g);
+        sh.common.unreserve();
+        drop(c);
+    }
+}

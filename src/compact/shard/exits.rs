@@ -1,0 +1,239 @@
+//! Flows leaving a shard in bulk: the expiry pass (and the reclaiming of an expired flow for
+//! `CapacityPolicy::Evict`), the choice and eviction of a victim, `clear`, and the snapshot
+//! `for_each` calls back over. Split from `shard.rs` to keep files short; same invariants.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl<K, V> Shard<K, V> {
+    /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
+    /// (outside the lock) to clear expired flows' slots.
+    pub(crate) fn expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> usize {
+        self.expire_counting(now, budget, hash, &mut None)
+    }
+
+    /// Makes room at the maximum: expires one flow past its deadline, if there is one (counted
+    /// as reclaimed as well as expired). Returns how many flows left, and whether the room of the
+    /// expired one was handed to the caller (kept reserved) rather than released.
+    pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> (usize, bool) {
+        let mut handed = Some(false);
+        let n = self.expire_counting(now, 1, hash, &mut handed);
+        (n, handed == Some(true))
+    }
+
+    /// The expiry pass; `reclaim` is `Some` when it makes room for a creation (the first expired
+    /// flow's room is then handed over, and `reclaim` becomes `Some(true)`).
+    fn expire_counting(
+        &self,
+        now: Timestamp,
+        budget: usize,
+        hash: &dyn Fn(&K) -> u64,
+        reclaim: &mut Option<bool>,
+    ) -> usize {
+        let t = id::ms_floor(now);
+        let mut total = 0;
+        let mut panic = None;
+        while total < budget {
+            let mut expired: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
+            let mut released: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
+            let (mut ne, mut nr) = (0, 0);
+            let want = (budget - total).min(BATCH);
+            let mut extra = Vec::new(); // other timers of released flows (rare)
+            {
+                let mut g = self.lock();
+                let g = &mut *g;
+                let pal = &self.common.palette;
+                g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
+                while ne < want && nr < BATCH {
+                    let Some((r, from)) = g.timers.pop_due(&self.arena, t) else { break };
+                    match r.record().try_expire(t, pal) {
+                        Due::Moved(d) => g.timers.push(&self.arena, r, d, from),
+                        Due::Release => {
+                            g.timers.take_others(&self.arena, r.index(), from, &mut extra);
+                            r.record().set_filed(UNFILED); // no timer holds it any more
+                            released[nr] = Some(r);
+                            nr += 1;
+                        }
+                        Due::Stale => {
+                            released[nr] = Some(r);
+                            nr += 1;
+                        }
+                        Due::Expired => {
+                            r.record().bump_gen(); // Upholds C2.
+                                                   // Upholds C12; when reclaiming, the first room goes to the caller.
+                            let hand_over = matches!(reclaim, Some(false));
+                            if hand_over {
+                                *reclaim = Some(true);
+                            } else {
+                                self.common.unreserve();
+                            }
+                            expired[ne] = Some(r);
+                            ne += 1;
+                        }
+                    }
+                }
+            }
+            if ne == 0 && nr == 0 {
+                break;
+            }
+            if ne > 0 {
+                let mut slots = [0u64; BATCH];
+                for (i, r) in expired[..ne].iter().enumerate() {
+                    let r = r.as_ref().expect("filled");
+                    let gen = r.record().gen().wrapping_sub(1);
+                    slots[i] = slot::pack(slot::tag_of(hash(r.key())), gen, r.index());
+                }
+                let mut g = self.lock();
+                for v in &slots[..ne] {
+                    self.clear_slot(&mut g, *v);
+                }
+            }
+            for _ in expired[..ne].iter().flatten() {
+                if reclaim.is_some() {
+                    self.count(Event::Reclaimed);
+                }
+                self.count(Event::Left(RemovalCause::Expired));
+            }
+            let pal = &self.common.palette;
+            let notified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                notify_each(
+                    self.common.listener.as_ref(),
+                    expired[..ne].iter().flatten().map(|r| Exit(r, RemovalCause::Expired, pal)),
+                )
+            }));
+            if let Err(p) = notified {
+                panic.get_or_insert(p);
+            }
+            total += ne;
+            drop(expired);
+            drop(extra);
+            // A `WhileHeld` flow whose last handle is gone leaves here (`on_dead`), and counts.
+            for r in released.iter_mut().take(nr) {
+                let r = r.take().expect("filled");
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.release_reporting())) {
+                    Ok(left) => total += usize::from(left),
+                    Err(p) => {
+                        panic.get_or_insert(p);
+                        total += 1;
+                    }
+                }
+            }
+            if ne < want && nr < BATCH {
+                break;
+            }
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        total
+    }
+
+    /// Removes every flow of the shard (cause `Removed`) and releases every timer; returns how
+    /// many flows left.
+    pub(crate) fn clear(&self) -> usize {
+        let mut removed = Vec::new();
+        let mut other = Vec::new();
+        {
+            let mut g = self.lock();
+            let g = &mut *g;
+            let arr = self.slots.array();
+            for p in 0..arr.cap() {
+                let v = arr.get(p);
+                if !slot::is_live(v) {
+                    continue;
+                }
+                let Some(r) = self.arena.try_ref(slot::idx(v), slot::gen(v)) else { continue };
+                if r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Removed)) {
+                    r.record().bump_gen(); // Upholds C2.
+                    self.common.unreserve(); // Upholds C12.
+                    self.slots.clear(&mut g.slots, p, v);
+                    removed.push((r, RemovalCause::Removed));
+                } else {
+                    other.push(r);
+                }
+            }
+            g.timers.drain_into(&self.arena, &mut other);
+        }
+        self.finish_exits(&removed);
+        let n = removed.len();
+        drop(removed);
+        drop(other);
+        n
+    }
+
+    /// The flows visible at tick `now`, collected under the lock (called back after it).
+    pub(crate) fn collect(&self, now: u64, out: &mut Vec<RecordRef<K, V>>, defer: &mut Vec<RecordRef<K, V>>) {
+        let _g = self.lock();
+        let arr = self.slots.array();
+        for p in 0..arr.cap() {
+            let v = arr.get(p);
+            if !slot::is_live(v) {
+                continue;
+            }
+            if let Some(r) = self.arena.try_ref(slot::idx(v), slot::gen(v)) {
+                if r.record().visible(now, &self.common.palette) {
+                    out.push(r);
+                } else {
+                    defer.push(r);
+                }
+            }
+        }
+    }
+
+    /// The eviction candidate of this shard: its active flow of the lowest class, least recently
+    /// seen first, as `(class, last seen, index, generation)`. Reads the records' words without
+    /// taking references (they are atomics in memory that stays allocated, C6); `evict` validates.
+    pub(crate) fn victim(&self) -> Option<Victim> {
+        let _g = self.lock();
+        let arr = self.slots.array();
+        let mut best: Option<Victim> = None;
+        for p in 0..arr.cap() {
+            let v = arr.get(p);
+            if !slot::is_live(v) {
+                continue;
+            }
+            let rec = self.arena.get(slot::idx(v));
+            let a = rec.refs_word();
+            if refw::gen(a) != slot::gen(v) || refw::rc(a) == 0 {
+                continue;
+            }
+            let w = rec.time_word();
+            // A `WhileHeld` flow its timer released holds no reference of the table's: it is no
+            // candidate (it leaves with its last handle).
+            if timew::status(w) != timew::ACTIVE || refw::filed(a) == UNFILED {
+                continue;
+            }
+            let c =
+                Victim { order: (id::class(w), timew::last(w), timew::birth(w)), idx: slot::idx(v), gen: slot::gen(v) };
+            if best.as_ref().map_or(true, |b| id::evicts_before(c.order, b.order)) {
+                best = Some(c);
+            }
+        }
+        best
+    }
+
+    /// Evicts the flow at `idx` if it still has generation `gen` and is active; its room is handed
+    /// to the caller (kept reserved) when it does.
+    pub(crate) fn evict(&self, idx: u32, gen: u8, hash: &dyn Fn(&K) -> u64) -> bool {
+        let Some(r) = self.arena.try_ref(idx, gen) else { return false };
+        let class = id::class(r.record().time_word());
+        let left = {
+            let _g = self.lock();
+            let ok = r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Evicted));
+            if ok {
+                r.record().bump_gen(); // Upholds C2.
+            }
+            ok
+        };
+        if left {
+            let v = slot::pack(slot::tag_of(hash(r.key())), gen, idx);
+            let mut g = self.lock();
+            self.clear_slot(&mut g, v);
+            drop(g);
+            self.count(Event::Evicted(class));
+            self.count(Event::Left(RemovalCause::Evicted));
+            notify_each(self.common.listener.as_ref(), [Exit(&r, RemovalCause::Evicted, &self.common.palette)]);
+        }
+        left
+    }
+}

@@ -1,0 +1,264 @@
+//! Stress tests of the compact backend: threads racing `get_or_insert_with`, `get`, `insert`,
+//! `remove`, `expire`, `touch`, `set_timeout` and handle drops (also run under AddressSanitizer and
+//! ThreadSanitizer by `scripts/sanitizers.sh`), and probe lengths under insert/expire churn.
+//!
+//! Sizes scale with `FLOWTABLE_STRESS_SCALE` (a float, default 1).
+#![cfg(feature = "compact")]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use flowtable::{
+    proto, CompactFlowTable, ExpiryMode, FlowHandle, FlowKeyV4, FlowStatus, FlowTable, FlowTableBuilder, RemovalCause,
+    Timestamp, Zone,
+};
+
+fn scale(n: u64) -> u64 {
+    let f: f64 = std::env::var("FLOWTABLE_STRESS_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    ((n as f64 * f) as u64).max(1)
+}
+
+fn key(i: u32) -> FlowKeyV4 {
+    FlowKeyV4::new(
+        proto::UDP,
+        (0x0a00_0000 | i).into(),
+        1000 + (i >> 24) as u16,
+        [192, 0, 2, 1].into(),
+        53,
+        Zone::DEFAULT,
+    )
+    .0
+}
+
+/// A tiny xorshift, one per thread.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Counts what the listener saw, and checks each flow is notified once (the value is a unique id
+/// whose bit is set on notification).
+struct Seen {
+    notified: Vec<AtomicU64>,
+    events: AtomicUsize,
+}
+
+fn race(mode: ExpiryMode, keys: u32, max_flows: usize) {
+    const THREADS: u64 = 4;
+    let ops = scale(40_000);
+    let ids = (THREADS * ops + 1) as usize;
+    let seen = Arc::new(Seen {
+        notified: (0..ids.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        events: AtomicUsize::new(0),
+    });
+    let sink = Arc::clone(&seen);
+    let t: Arc<CompactFlowTable<FlowKeyV4, u64>> = Arc::new(
+        FlowTableBuilder::new()
+            .shards(4)
+            .max_flows(max_flows)
+            .idle_timeout(Duration::from_millis(50))
+            .expiry_mode(mode)
+            .listener(move |ev| {
+                let id = *ev.value as usize;
+                let bit = 1u64 << (id % 64);
+                let old = sink.notified[id / 64].fetch_or(bit, Ordering::Relaxed);
+                assert_eq!(old & bit, 0, "flow {id} notified twice ({:?})", ev.cause);
+                sink.events.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+            .unwrap(),
+    );
+    let clock = Arc::new(AtomicU64::new(1_000));
+    let created = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(THREADS as usize + 1));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|tid| {
+            let (t, clock, created, barrier) =
+                (Arc::clone(&t), Arc::clone(&clock), Arc::clone(&created), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((tid + 1) * 0x1234_5678_9abc_def1));
+                let mut held: Vec<<CompactFlowTable<FlowKeyV4, u64> as FlowTable<FlowKeyV4, u64>>::Handle> = Vec::new();
+                let mut batch = Vec::new();
+                barrier.wait();
+                for n in 0..ops {
+                    let now = Timestamp::from_millis(clock.fetch_add(u64::from(n % 8 == 0), Ordering::Relaxed));
+                    let k = key((rng.next() % u64::from(keys)) as u32);
+                    let id = 1 + tid * ops + n;
+                    match rng.next() % 16 {
+                        0..=5 => {
+                            if let Ok(r) = t.get_or_insert_with(k, now, || id) {
+                                if r.created {
+                                    created.fetch_add(1, Ordering::Relaxed);
+                                }
+                                held.push(r.flow);
+                            }
+                        }
+                        6..=8 => {
+                            if let Some(h) = t.get(&k, now) {
+                                assert_eq!(*h.key(), k);
+                                h.touch(now);
+                                held.push(h);
+                            }
+                        }
+                        9 => {
+                            if let Ok((_, _old)) = t.insert(k, id, now) {
+                                created.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        10 => {
+                            if let Some(h) = t.remove(&k) {
+                                assert_eq!(h.status(), FlowStatus::Removed);
+                            }
+                        }
+                        11 => {
+                            t.expire(now, 16);
+                        }
+                        12 => {
+                            let ks: Vec<_> = (0..8).map(|_| key((rng.next() % u64::from(keys)) as u32)).collect();
+                            t.get_batch(&ks, now, &mut batch);
+                            for (k, h) in ks.iter().zip(batch.drain(..)) {
+                                if let Some(h) = h {
+                                    assert_eq!(h.key(), k);
+                                }
+                            }
+                        }
+                        13 => {
+                            if let Some(h) = held.last() {
+                                h.set_timeout(Duration::from_millis(10 + rng.next() % 100));
+                            }
+                        }
+                        _ => {
+                            // Drop handles, sometimes all of them (last references go on this thread).
+                            let keep = if rng.next() % 4 == 0 { 0 } else { held.len() / 2 };
+                            held.truncate(keep);
+                        }
+                    }
+                    if held.len() > 64 {
+                        held.drain(..32);
+                    }
+                }
+                drop(held);
+            })
+        })
+        .collect();
+    let reaper = {
+        let (t, clock, stop) = (Arc::clone(&t), Arc::clone(&clock), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                t.expire(Timestamp::from_millis(clock.load(Ordering::Relaxed)), 64);
+                thread::yield_now();
+            }
+        })
+    };
+    barrier.wait();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reaper.join().unwrap();
+    t.debug_validate();
+    // Everything leaves, exactly once each.
+    t.expire(Timestamp::MAX, usize::MAX);
+    assert_eq!(t.len(), 0);
+    let st = t.stats();
+    let left = st.expired + st.removed + st.replaced + st.evicted;
+    assert_eq!(st.created, created.load(Ordering::Relaxed) as u64);
+    assert_eq!(left, st.created, "{st:?}");
+    assert_eq!(seen.events.load(Ordering::Relaxed) as u64, st.created);
+    t.debug_validate();
+    drop(Arc::try_unwrap(t).ok().expect("sole owner"));
+    let _ = RemovalCause::Expired;
+}
+
+#[test]
+fn threads_race_remove_mode() {
+    race(ExpiryMode::Remove, 2_000, usize::MAX);
+}
+
+#[test]
+fn threads_race_while_held_mode() {
+    race(ExpiryMode::WhileHeld, 2_000, usize::MAX);
+}
+
+#[test]
+fn threads_race_on_few_keys_at_a_small_maximum() {
+    race(ExpiryMode::Remove, 64, 48);
+}
+
+/// Handles dropped on other threads after the table is gone.
+#[test]
+fn handles_outlive_the_table_across_threads() {
+    let t: CompactFlowTable<FlowKeyV4, Vec<u8>> =
+        FlowTableBuilder::new().shards(2).idle_timeout(Duration::from_secs(1)).build().unwrap();
+    let hs: Vec<_> = (0..scale(5_000) as u32)
+        .map(|i| t.get_or_insert_with(key(i), Timestamp::from_millis(0), || vec![1; 3]).unwrap().flow)
+        .collect();
+    drop(t);
+    let chunks: Vec<Vec<_>> = hs.chunks(1000).map(|c| c.to_vec()).collect();
+    drop(hs);
+    let threads: Vec<_> =
+        chunks.into_iter().map(|c| thread::spawn(move || assert!(c.iter().all(|h| h.len() == 3)))).collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+}
+
+/// Insert/expire churn at 90% of the maximum: probe lengths (mean and max of the writers'
+/// searches, from `stats()`) stay bounded.
+fn churn(cycles: u64, max_flows: usize) -> (f64, u64, usize) {
+    let t: CompactFlowTable<FlowKeyV4, u64> =
+        FlowTableBuilder::new().shards(4).max_flows(max_flows).idle_timeout(Duration::from_secs(3600)).build().unwrap();
+    let live = max_flows * 9 / 10;
+    let mut next = 0u32;
+    // Each flow lives exactly `live` steps of 1 ms: a steady population of `live` flows.
+    let timeout = Duration::from_millis(live as u64);
+    let mut now = 0u64;
+    for _ in 0..live {
+        let f = t.get_or_insert_with(key(next), Timestamp::from_millis(now), || 0).unwrap().flow;
+        f.set_timeout(timeout);
+        next = next.wrapping_add(1);
+        now += 1;
+    }
+    for _ in 0..cycles {
+        let ts = Timestamp::from_millis(now);
+        t.expire(ts, 4);
+        let f = t.get_or_insert_with(key(next), ts, || 0).unwrap().flow;
+        f.set_timeout(timeout);
+        next = next.wrapping_add(1);
+        now += 1;
+    }
+    t.debug_validate();
+    let st = t.stats();
+    (st.probe_mean, st.probe_max, t.len())
+}
+
+#[test]
+fn probe_lengths_stay_bounded_under_churn() {
+    let cycles = scale(300_000);
+    let (mean, max, len) = churn(cycles, 20_000);
+    eprintln!("churn {cycles} cycles at 90% of 20k: probe mean {mean:.2}, max {max}, live {len}");
+    // Linear probing with tombstones, live slots at ~70% and at most 84% used: an unsuccessful
+    // search (every creation) averages about (1 + 1/(1-0.84)^2)/2 = 20 slots at worst.
+    assert!(mean < 16.0, "mean probe {mean}");
+    assert!(max < 600, "max probe {max}");
+}
+
+/// The long version: 100 million insert/expire cycles at 90% of 1 million flows. Run with
+/// `cargo test --release --features compact --test compact_stress -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe_lengths_after_100_million_cycles() {
+    let cycles = scale(100_000_000);
+    let (mean, max, len) = churn(cycles, 1_000_000);
+    eprintln!("churn {cycles} cycles at 90% of 1M: probe mean {mean:.2}, max {max}, live {len}");
+    assert!(mean < 16.0, "mean probe {mean}");
+    assert!(max < 2_000, "max probe {max}");
+}
