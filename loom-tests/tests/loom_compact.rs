@@ -5,7 +5,7 @@
 //! Under loom, every atomic, lock and `UnsafeCell` of the compact backend is loom's (`crate::sync`);
 //! its private state machines have their own models in `src/compact/tests/loom_rc.rs`.
 //!
-//! `listener_once`, `insert_vs_expire`, `capacity_bound` and `evict_vs_remove` (strict) also pass on
+//! `listener_once`, `insert_vs_expire` and `evict_vs_remove` (strict) also pass on
 //! this backend, but no injected bug of its own makes them fail (the shard lock serialises the
 //! races they set up), and `scripts/loom.sh` requires one per model; they are left out until the
 //! compact backend has such mutants. `table_drop_with_handle` runs in its strict form.
@@ -50,4 +50,10 @@ fn reinsert_vs_stale_timer() {
 #[test]
 fn table_drop_with_handle() {
     run_model("compact/table_drop_with_handle", || models::table_drop_with_handle::<Compact>(true));
+}
+
+/// Mutants: reserve_check_then_add
+#[test]
+fn capacity_bound() {
+    run_model("compact/capacity_bound", models::capacity_bound::<Compact>);
 }
