@@ -237,6 +237,7 @@ impl<K, V> Arena<K, V> {
     }
 
     /// Records handed out so far (live, dead or free).
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn len(&self) -> u32 {
         self.len.load(Ordering::Relaxed)
     }
