@@ -43,8 +43,12 @@ if [ "$mode" = quick ]; then
 fi
 
 if [ -d pipeline ]; then
-  step "tests: pipeline (tshark equivalence on every capture in ../shared/traces, bad input)"
+  step "tests: pipeline on the dashmap backend (tshark equivalence on every capture in ../shared/traces, bad input)"
   cargo test --release -p flowtable-pipeline
+  if grep -q '^compact = ' pipeline/Cargo.toml; then
+    step "tests: pipeline on the compact backend"
+    cargo test --release -p flowtable-pipeline --no-default-features --features compact
+  fi
   step "the main job: the pipeline on the bundled capture (the README's first command)"
   cargo run --release -p flowtable-pipeline -- --output /dev/null
 

@@ -15,7 +15,7 @@ TARGET=x86_64-unknown-linux-gnu
 export RUSTC_BOOTSTRAP=1
 export FLOWTABLE_STRESS_SCALE="${FLOWTABLE_STRESS_SCALE:-0.25}"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-TESTS=(--test compact_stress --test conformance --test allocs)
+TESTS=(--test compact_stress --test conformance --test overload --test allocs)
 FEATURES=(--no-default-features --features compact)
 which="${1:-all}"
 

@@ -99,8 +99,9 @@ pub trait Visit {
 pub fn for_each_table<V: Visit>(v: &mut V, peers: bool) {
     #[cfg(feature = "dashmap")]
     v.visit::<Backend<flowtable::DashFlowTable<Key, Val>>>();
-    // A new backend is one line here; the compact backend's, once its feature is on main:
-    // #[cfg(feature = "compact")] v.visit::<Backend<flowtable::CompactFlowTable<Key, Val>>>();
+    // A new backend is one line here.
+    #[cfg(feature = "compact")]
+    v.visit::<Backend<flowtable::CompactFlowTable<Key, Val>>>();
     if peers {
         v.visit::<PeerDashMap>();
         v.visit::<PeerMoka>();

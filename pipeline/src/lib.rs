@@ -32,9 +32,9 @@ pub use cli::Args;
 pub use pipeline::{run, run_cli, run_to_memory, Report, RunError};
 pub use state::FlowValue;
 
-/// The table backend the enabled features pick.
-#[cfg(feature = "dashmap")]
-pub type DefaultTable = flowtable::DashFlowTable<flowtable::FlowKey, FlowValue>;
+/// The table backend the enabled features pick (flowtable's `DefaultFlowTable`: `compact` when that
+/// feature is on, else `dashmap`).
+pub type DefaultTable = flowtable::DefaultFlowTable<flowtable::FlowKey, FlowValue>;
 
-#[cfg(not(feature = "dashmap"))]
-compile_error!("flowtable-pipeline needs a table backend: enable the `dashmap` feature (the default)");
+#[cfg(not(any(feature = "dashmap", feature = "compact")))]
+compile_error!("flowtable-pipeline needs a table backend: enable `dashmap` (the default) or `compact`");

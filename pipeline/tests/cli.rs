@@ -28,7 +28,11 @@ fn csv_jsonl_output_file_and_parse_only() {
     let run = flowpipe(&["--no-timeouts", "-f", "jsonl", "-o", out.to_str().expect("UTF-8"), capture]);
     assert!(run.status.success());
     let summary = String::from_utf8(run.stderr).expect("UTF-8");
-    assert!(summary.contains("backend            dashmap") && summary.contains("exported rows      197"), "{summary}");
+    let backend = <flowtable_pipeline::DefaultTable as flowtable::FlowTable<_, _>>::NAME;
+    assert!(
+        summary.contains(&format!("backend            {backend}")) && summary.contains("exported rows      197"),
+        "{summary}"
+    );
     let jsonl = std::fs::read_to_string(&out).expect("output file");
     assert_eq!(jsonl.lines().count(), 197);
     assert!(jsonl
