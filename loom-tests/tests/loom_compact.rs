@@ -5,10 +5,12 @@
 //! Under loom, every atomic, lock and `UnsafeCell` of the compact backend is loom's (`crate::sync`);
 //! its private state machines have their own models in `src/compact/tests/loom_rc.rs`.
 //!
-//! `listener_once`, `insert_vs_expire` and `evict_vs_remove` (strict) also pass on
-//! this backend, but no injected bug of its own makes them fail (the shard lock serialises the
-//! races they set up), and `scripts/loom.sh` requires one per model; they are left out until the
-//! compact backend has such mutants. `table_drop_with_handle` runs in its strict form.
+//! `listener_once`, `insert_vs_expire` and `evict_vs_remove` race two exits of one flow, which the
+//! compact backend serialises under its shard lock: what fails them is a flow leaving twice
+//! (`compact_leave_ignores_status`), caught without any preemption. `capacity_bound` puts its two
+//! creations in different shards, so only the atomic reservation keeps the maximum
+//! (`reserve_check_then_add`). `table_drop_with_handle` and `evict_vs_remove` run in their strict
+//! forms.
 #![cfg(flowtable_loom)]
 
 use flowtable::CompactFlowTable;
@@ -52,8 +54,26 @@ fn table_drop_with_handle() {
     run_model("compact/table_drop_with_handle", || models::table_drop_with_handle::<Compact>(true));
 }
 
+/// Mutants: compact_leave_ignores_status
+#[test]
+fn listener_once() {
+    run_model("compact/listener_once", models::listener_once::<Compact>);
+}
+
+/// Mutants: compact_leave_ignores_status
+#[test]
+fn insert_vs_expire() {
+    run_model("compact/insert_vs_expire", models::insert_vs_expire::<Compact>);
+}
+
 /// Mutants: reserve_check_then_add
 #[test]
 fn capacity_bound() {
     run_model("compact/capacity_bound", models::capacity_bound::<Compact>);
+}
+
+/// Mutants: compact_leave_ignores_status
+#[test]
+fn evict_vs_remove() {
+    run_model("compact/evict_vs_remove", || models::evict_vs_remove::<Compact>(true));
 }

@@ -213,7 +213,9 @@ impl<K, V> Record<K, V> {
 
     /// Moves the status from `from` to `to`; `true` for the one caller that does it (C4).
     pub(crate) fn transition(&self, from: u64, to: u64) -> bool {
-        self.update_time(|w| (timew::status(w) == from).then(|| timew::with_status(w, to))).is_ok()
+        // Mutant `compact_leave_ignores_status`: an exit out of ACTIVE wins even if the flow left.
+        let any = from == timew::ACTIVE && crate::sync::mutant("compact_leave_ignores_status");
+        self.update_time(|w| (timew::status(w) == from || any).then(|| timew::with_status(w, to))).is_ok()
     }
 
     /// Leaves as expired if active and due at `now` (a displacing insert); `Err(true)` if it is

@@ -26,6 +26,10 @@ pub const MUTANTS: &[(&str, &str)] = &[
     ("compact_time_plain_store", "compact: a record's time word changes by load, check, store instead of a CAS"),
     ("compact_acquire_no_check", "compact: a reader takes a reference by fetch_add whatever the generation and count"),
     (
+        "compact_leave_ignores_status",
+        "compact: a transition out of ACTIVE succeeds whatever the status (a flow leaves twice)",
+    ),
+    (
         "compact_pending_ignored",
         "compact: get_or_insert_with does not wait for a creation in flight under the same key",
     ),
