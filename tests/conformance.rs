@@ -50,6 +50,7 @@ backend_tests!(
     exited_and_idle_threads_flows_expire,
     clear_removes_everything,
     ipv6_and_mixed_family_keys,
+    deadlines_stay_exact_across_weeks_of_time,
 );
 
 #[cfg(feature = "rayon")]
@@ -807,4 +808,55 @@ fn par_expire_and_for_each_cover_every_shard<B: Backend>() {
     assert_eq!(t.par_expire(ms(20_000), usize::MAX), 500);
     assert!(t.is_empty());
     assert_eq!(causes(&log).len(), 1000);
+}
+
+/// Time runs for 120 days in steps of 7 to 31 hours while flows with timeouts from seconds to five
+/// days (conntrack's established) come, get touched and go: every expiry pass expires exactly the
+/// flows whose deadline passed, and every other flow stays visible. This crosses the coarse-time
+/// windows of backends that keep deadlines relative to an epoch (the compact backend's heap keys are
+/// 32-bit milliseconds from a per-shard epoch that moves every ~24.8 days).
+fn deadlines_stay_exact_across_weeks_of_time<B: Backend>() {
+    let (b, log) = logged::<u64>();
+    let t = build::<B, u64>(b).unwrap();
+    let hour = 3_600_000u64;
+    let timeouts = [5_000u64, 3_600_000, 86_400_000, 432_000_000];
+    let mut live: Vec<(u32, u64)> = Vec::new(); // (key, deadline ms)
+    let mut handles = std::collections::HashMap::new();
+    let mut now = 1_000_000_000u64;
+    let end = now + 120 * 24 * hour;
+    let mut next = 0u32;
+    let mut step = 0u64;
+    while now < end {
+        for j in 0..4u32 {
+            let k = next;
+            next += 1;
+            let to = timeouts[(k % 4) as usize];
+            let f = t.get_or_insert_with(key(k), ms(now), || u64::from(k)).unwrap().flow;
+            f.set_timeout(Duration::from_millis(to));
+            live.push((k, now + to));
+            if j == 3 && k % 8 == 3 {
+                handles.insert(k, f); // five-day flows, half of them kept busy
+            }
+        }
+        // Touch the long-lived flows that are still visible.
+        for (k, dl) in live.iter_mut() {
+            if let Some(h) = handles.get(k) {
+                if *dl > now && h.touch(ms(now)) {
+                    *dl = now + h.timeout().as_millis() as u64;
+                }
+            }
+        }
+        let due = live.iter().filter(|(_, dl)| *dl <= now).count();
+        assert_eq!(t.expire(ms(now), usize::MAX), due, "at {now} ms");
+        live.retain(|(_, dl)| *dl > now);
+        for (k, dl) in &live {
+            let f = t.get(&key(*k), ms(now)).unwrap_or_else(|| panic!("flow {k} (deadline {dl}) lost at {now}"));
+            assert_eq!(f.expires_at(), ms(*dl));
+        }
+        assert_eq!(t.len(), live.len());
+        step += 1;
+        now += (7 + step % 25) * hour;
+    }
+    assert_eq!(log.lock().unwrap().len() as u32 + live.len() as u32, next);
+    assert!(handles.keys().filter(|k| live.iter().any(|(l, _)| l == *k)).count() > 20, "busy flows were kept alive");
 }
