@@ -66,6 +66,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
 
+    // SAFETY: (the method's contract) forwarded unchanged to `System::alloc_zeroed`; see the block below.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`: the same contract as `System::alloc_zeroed`.
         let p = unsafe { System.alloc_zeroed(layout) };
@@ -75,6 +76,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
 
+    // SAFETY: (the method's contract) forwarded unchanged to `System::dealloc`; see the block below.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `System`, as
         // every method forwards there) with this `layout`.
@@ -82,6 +84,7 @@ unsafe impl GlobalAlloc for Counting {
         on_free(layout.size());
     }
 
+    // SAFETY: (the method's contract) forwarded unchanged to `System::realloc`; see the block below.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller guarantees `ptr` came from this allocator (so from `System`) with
         // `layout`, and that `new_size` is valid for it: `System::realloc`'s contract.
