@@ -77,12 +77,18 @@ impl<T: Copy> Heap<T> {
     pub(crate) fn pop(&mut self, key: impl Fn(T) -> u32) -> Option<T> {
         let top = self.peek()?;
         let last = self.items.pop().expect("non-empty");
-        let n = self.items.len();
-        if n == 0 {
+        if self.items.is_empty() {
             return Some(top);
         }
-        let k = key(last);
-        let mut i = 0;
+        self.sift_down(0, last, &key);
+        Some(top)
+    }
+
+    /// Places `item` at position `i` or below, moving earlier children up (the one sift-down of
+    /// `pop` and `heapify`).
+    fn sift_down(&mut self, mut i: usize, item: T, key: &impl Fn(T) -> u32) {
+        let n = self.items.len();
+        let k = key(item);
         loop {
             let l = 2 * i + 1;
             if l >= n {
@@ -96,8 +102,7 @@ impl<T: Copy> Heap<T> {
             self.items[i] = self.items[c];
             i = c;
         }
-        self.items[i] = last;
-        Some(top)
+        self.items[i] = item;
     }
 
     /// Removes the entries `pred` selects (O(n), then a rebuild); returns them.
@@ -121,22 +126,7 @@ impl<T: Copy> Heap<T> {
         let n = self.items.len();
         for start in (0..n / 2).rev() {
             let item = self.items[start];
-            let k = key(item);
-            let mut i = start;
-            loop {
-                let l = 2 * i + 1;
-                if l >= n {
-                    break;
-                }
-                let r = l + 1;
-                let c = if r < n && earlier(key(self.items[r]), key(self.items[l])) { r } else { l };
-                if !earlier(key(self.items[c]), k) {
-                    break;
-                }
-                self.items[i] = self.items[c];
-                i = c;
-            }
-            self.items[i] = item;
+            self.sift_down(start, item, &key);
         }
     }
 
