@@ -1,5 +1,6 @@
-//! The timeout heap of one shard: a binary min-heap of record indices keyed by the deadline each
-//! record is *filed* under (stored in the record's reference word, so an entry is 4 bytes).
+//! The timeout heap of one shard: a radix heap ([`radix`]) of record indices keyed by the deadline
+//! each record is *filed* under (stored in the record's reference word, so an entry is 4 bytes),
+//! beside a small binary heap for deadlines brought forward.
 //!
 //! The heap holds the table's strong reference to each record in it (C9). Deadlines are lazy: a
 //! touch only moves the record's last-seen time; when the filed deadline comes due the expiry pass
@@ -14,6 +15,8 @@
 //! leaves the window the epoch moves and every key is recomputed from its record (C10).
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod radix;
 
 use super::arena::Arena;
 use super::id::NEVER;
@@ -150,7 +153,7 @@ impl<T: Copy> Heap<T> {
 /// Every entry owns one strong count of its record (C9).
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    main: Heap<u32>,
+    main: radix::Radix,
     side: Heap<u64>,
     /// Keys count milliseconds from here.
     epoch: u64,
@@ -165,7 +168,7 @@ pub(crate) enum From {
 
 impl Timers {
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Timers { main: Heap::with_capacity(n), side: Heap::with_capacity(0), epoch: 0 }
+        Timers { main: radix::Radix::with_capacity(n), side: Heap::with_capacity(0), epoch: 0 }
     }
 
     /// The key of deadline `d` (ms).
@@ -180,14 +183,14 @@ impl Timers {
     }
 
     /// Files `r` (its count moves into the heap) under deadline `d` in the heap `from`.
-    pub(crate) fn push<K, V>(&mut self, arena: &Arena<K, V>, r: RecordRef<K, V>, d: u64, from: From) {
+    pub(crate) fn push<K, V>(&mut self, r: RecordRef<K, V>, d: u64, from: From) {
         let idx = r.index();
         let k = self.key(d);
         match from {
             From::Main => {
                 r.record().set_filed(k);
                 let _ = r.into_raw(); // Upholds C9: the entry owns the count.
-                self.main.push(idx, |i| arena.get(i).filed());
+                self.main.push(idx, k);
             }
             From::Side => {
                 let _ = r.into_raw(); // Upholds C9.
@@ -203,15 +206,15 @@ impl Timers {
             return;
         }
         self.epoch = now.saturating_sub(WINDOW / 2);
-        for &i in self.main.items.iter() {
+        self.main.for_each(|i| {
             let rec = arena.get(i);
             rec.set_filed(self.key(deadline(rec)));
-        }
+        });
         let keys: Vec<u32> = self.side.items.iter().map(|&e| self.key(deadline(arena.get(e as u32)))).collect();
         for (e, k) in self.side.items.iter_mut().zip(keys) {
             *e = u64::from(k) << 32 | (*e & 0xFFFF_FFFF);
         }
-        self.main.heapify(|i| arena.get(i).filed());
+        self.main.rebuild(|i| arena.get(i).filed());
         self.side.heapify(side_key);
     }
 
@@ -224,13 +227,16 @@ impl Timers {
         } else {
             (now - self.epoch).min(u64::from(SATURATED) - 1) as u32
         };
-        let m = self.main.peek().map(|i| arena.get(i).filed()).filter(|&k| k <= now_key);
         let s = self.side.peek().map(side_key).filter(|&k| k <= now_key);
-        let (idx, from) = match (m, s) {
-            (None, None) => return None,
-            (Some(a), Some(b)) if b < a => (self.side.pop(side_key)? as u32, From::Side),
-            (Some(_), _) => (self.main.pop(|i| arena.get(i).filed())?, From::Main),
-            (None, Some(_)) => (self.side.pop(side_key)? as u32, From::Side),
+        let side_first = s.is_some_and(|sk| self.main.peek_key().is_none_or(|mk| sk < mk));
+        let (idx, from) = if side_first {
+            (self.side.pop(side_key)? as u32, From::Side)
+        } else if let Some(i) = self.main.pop_due(now_key, |i| arena.get(i).filed(), |i| arena.addr(i)) {
+            (i, From::Main)
+        } else if s.is_some() {
+            (self.side.pop(side_key)? as u32, From::Side)
+        } else {
+            return None;
         };
         Some((adopt(arena, idx), from))
     }
@@ -260,7 +266,9 @@ impl Timers {
 
     /// Takes every entry out, with its count.
     pub(crate) fn drain_into<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
-        out.extend(self.main.drain().map(|i| adopt(arena, i)));
+        let mut main = Vec::new();
+        self.main.drain_into(&mut main);
+        out.extend(main.into_iter().map(|i| adopt(arena, i)));
         out.extend(self.side.drain().map(|e| adopt(arena, e as u32)));
     }
 

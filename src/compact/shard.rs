@@ -447,7 +447,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// Files an active record's timer and counts its creation (shard lock held).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
         let deadline = r.record().deadline(&self.common.palette);
-        w.timers.push(&self.arena, r.clone(), deadline, From::Main);
+        w.timers.push(r.clone(), deadline, From::Main);
         self.count(Event::Created);
     }
 
@@ -724,7 +724,7 @@ impl<K, V> Shard<K, V> {
         let filed = r.record().filed();
         // A flow its timer already released (`WhileHeld`) gets no timer again.
         if filed != UNFILED && g.timers.key(d) < filed {
-            g.timers.push(&self.arena, r.clone(), d, From::Side);
+            g.timers.push(r.clone(), d, From::Side);
         }
     }
 

@@ -47,7 +47,7 @@ impl<K, V> Shard<K, V> {
                 while ne < want && nr < BATCH {
                     let Some((r, from)) = g.timers.pop_due(&self.arena, t) else { break };
                     match r.record().try_expire(t, pal) {
-                        Due::Moved(d) => g.timers.push(&self.arena, r, d, from),
+                        Due::Moved(d) => g.timers.push(r, d, from),
                         Due::Release => {
                             g.timers.take_others(&self.arena, r.index(), from, &mut extra);
                             r.record().set_filed(UNFILED); // no timer holds it any more
