@@ -228,7 +228,7 @@ impl Timers {
             (now - self.epoch).min(u64::from(SATURATED) - 1) as u32
         };
         let s = self.side.peek().map(side_key).filter(|&k| k <= now_key);
-        let side_first = s.is_some_and(|sk| self.main.peek_key().is_none_or(|mk| sk < mk));
+        let side_first = s.is_some_and(|sk| self.main.peek_key().map_or(true, |mk| sk < mk));
         let (idx, from) = if side_first {
             (self.side.pop(side_key)? as u32, From::Side)
         } else if let Some(i) = self.main.pop_due(now_key, |i| arena.get(i).filed(), |i| arena.addr(i)) {

@@ -406,7 +406,7 @@ mod tests {
                 popped.push(e);
             }
             h.validate(|e| keys[e as usize]);
-            assert!(h.peek_key().is_none_or(|k| k > now));
+            assert!(h.peek_key().map_or(true, |k| k > now));
         }
         popped.sort_unstable();
         assert_eq!(popped, (0..n).collect::<Vec<_>>());
