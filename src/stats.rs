@@ -86,8 +86,10 @@ impl Counters {
 
     /// Counts one `event` on the stripe chosen by `stripe` (any number; it is reduced).
     #[inline]
-    pub(crate) fn add(&self, stripe: usize, event: Event) {
-        let s = &self.stripes[stripe % self.stripes.len()];
+    /// Counts `event` in the calling thread's stripe (threads that count the same shard's events
+    /// do not share a cache line).
+    pub(crate) fn add(&self, event: Event) {
+        let s = &self.stripes[crate::sync::thread_stripe() % self.stripes.len()];
         let c = match event {
             Event::Created => &s.created,
             Event::Left(RemovalCause::Expired) => &s.expired,

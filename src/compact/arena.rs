@@ -18,6 +18,7 @@ use super::id::slot::MAX_RECORDS;
 use super::rc::{Creation, Record, RecordRef};
 use super::shard::Shard;
 use crate::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use crate::sync::CachePadded;
 
 /// Chunks per directory block, and blocks in the directory.
 const BLOCK: usize = 1024;
@@ -74,7 +75,8 @@ pub(crate) struct Arena<K, V> {
     /// record in them and never change afterwards (C6).
     top: Box<[AtomicPtr<Block>]>,
     /// Records handed out so far (the bump index); written under the shard lock.
-    len: AtomicU32,
+    /// Its own cache lines: lookups read `top`, not this.
+    len: CachePadded<AtomicU32>,
     _marker: PhantomData<Record<K, V>>,
 }
 
@@ -91,7 +93,7 @@ impl<K, V> Arena<K, V> {
         Arena {
             owner: AtomicPtr::new(std::ptr::null_mut()),
             top: (0..blocks).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
-            len: AtomicU32::new(0),
+            len: CachePadded(AtomicU32::new(0)),
             _marker: PhantomData,
         }
     }

@@ -97,8 +97,8 @@ where
     }
 
     /// Counts a refused flow.
-    fn refuse(&self, hash: u64) -> TableFull {
-        self.common.counters.add(shard_of(hash, self.bits), Event::RejectedFull);
+    fn refuse(&self) -> TableFull {
+        self.common.counters.add(Event::RejectedFull);
         TableFull { max_flows: self.common.occ.max() }
     }
 
@@ -200,14 +200,14 @@ where
         let common = Arc::new(Common {
             listener: config.listener,
             counters: Counters::new(shards),
-            occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+            occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency, shards),
             palette: Palette::new(id::timeout_ms(config.idle_timeout)),
             timeout: config.idle_timeout,
             births: AtomicUsize::new(0),
         });
         let cap = slots::Slots::cap_for(per_shard);
         let shards: Box<[ShardPtr<K, V>]> =
-            (0..shards).map(|i| ShardPtr::new(Shard::new(i, cap, per_shard, Arc::clone(&common)))).collect();
+            (0..shards).map(|_| ShardPtr::new(Shard::new(cap, per_shard, Arc::clone(&common)))).collect();
         Ok(CompactFlowTable {
             bits: shards.len().trailing_zeros(),
             shards,
@@ -272,7 +272,7 @@ where
             match self.shard(hash).get_or_insert(key, hash, now, self.defaults, &mut make) {
                 Ok((r, created)) => break Ok(GetOrInsert { flow: CompactFlow(r), created }),
                 Err(Full(Some(k))) if self.room_for_retry(now, &mut make.room, &mut retried) => key = k,
-                Err(_) => break Err(self.refuse(hash)),
+                Err(_) => break Err(self.refuse()),
             }
         };
         if make.room {
@@ -289,7 +289,7 @@ where
             match self.shard(hash).insert(key, hash, value, now, self.defaults, &mut room) {
                 Ok((r, old)) => break Ok((CompactFlow(r), old.map(CompactFlow))),
                 Err(Full(Some((k, v)))) if self.room_for_retry(now, &mut room, &mut retried) => (key, value) = (k, v),
-                Err(_) => break Err(self.refuse(hash)),
+                Err(_) => break Err(self.refuse()),
             }
         };
         if room {

@@ -16,7 +16,7 @@ use crate::capacity::Occupancy;
 use crate::listener::{notify_each, AsEvent, Listener, RemovalEvent};
 use crate::stats::{Counters, Event};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{Arc, CachePadded, Condvar, Mutex, MutexGuard};
 use crate::{FlowClass, FlowStatus, RemovalCause, Timestamp};
 use std::time::Duration;
 
@@ -122,17 +122,25 @@ struct Locked {
     free: u32,
 }
 
-/// One shard.
+/// One shard. Fields that writers change often (the lock, the record count, the search
+/// statistics) each have their own cache lines, apart from the ones every lock-free lookup reads
+/// (the slot array pointer and sequence, the arena directory, `common`): otherwise each creation
+/// on one core would evict the lookups' lines on the other.
 pub(crate) struct Shard<K, V> {
     /// One count for the table, one per allocated record (C8).
-    pub(crate) refs: AtomicUsize,
+    pub(crate) refs: CachePadded<AtomicUsize>,
     slots: Slots,
     pub(crate) arena: Arena<K, V>,
-    locked: Mutex<Locked>,
+    locked: CachePadded<Mutex<Locked>>,
     /// Signalled when a creation finishes or is abandoned.
     created: Condvar,
     pub(crate) common: Arc<Common<K, V>>,
-    index: usize,
+    search: CachePadded<SearchStats>,
+}
+
+/// Slots visited by the writers' searches (written under the shard lock, read by `stats`).
+#[derive(Default)]
+struct SearchStats {
     probes: AtomicU64,
     lookups: AtomicU64,
     probe_max: AtomicU64,
@@ -229,19 +237,16 @@ const BATCH: usize = 32;
 mod exits;
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(index: usize, slots_cap: usize, heap_cap: usize, common: Arc<Common<K, V>>) -> Self {
+    pub(crate) fn new(slots_cap: usize, heap_cap: usize, common: Arc<Common<K, V>>) -> Self {
         let (slots, w) = Slots::new(slots_cap);
         Shard {
-            refs: AtomicUsize::new(1),
+            refs: CachePadded(AtomicUsize::new(1)),
             slots,
             arena: Arena::new(),
-            locked: Mutex::new(Locked { slots: w, timers: Timers::with_capacity(heap_cap), free: NONE }),
+            locked: CachePadded(Mutex::new(Locked { slots: w, timers: Timers::with_capacity(heap_cap), free: NONE })),
             created: Condvar::new(),
             common,
-            index,
-            probes: AtomicU64::new(0),
-            lookups: AtomicU64::new(0),
-            probe_max: AtomicU64::new(0),
+            search: CachePadded::default(),
         }
     }
 
@@ -250,7 +255,7 @@ impl<K, V> Shard<K, V> {
     }
 
     fn count(&self, e: Event) {
-        self.common.counters.add(self.index, e);
+        self.common.counters.add(e);
     }
 
     /// Counts and notifies the exits (no lock held). Their room was released under the shard lock
@@ -275,19 +280,19 @@ impl<K, V> Shard<K, V> {
 
     fn note_probe(&self, n: u64) {
         // Relaxed: statistics, written under the shard lock only.
-        self.probes.store(self.probes.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-        self.lookups.store(self.lookups.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        if n > self.probe_max.load(Ordering::Relaxed) {
-            self.probe_max.store(n, Ordering::Relaxed);
+        self.search.probes.store(self.search.probes.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.search.lookups.store(self.search.lookups.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if n > self.search.probe_max.load(Ordering::Relaxed) {
+            self.search.probe_max.store(n, Ordering::Relaxed);
         }
     }
 
     /// (probes, lookups, max) of the writers' searches.
     pub(crate) fn probe_stats(&self) -> (u64, u64, u64) {
         (
-            self.probes.load(Ordering::Relaxed),
-            self.lookups.load(Ordering::Relaxed),
-            self.probe_max.load(Ordering::Relaxed),
+            self.search.probes.load(Ordering::Relaxed),
+            self.search.lookups.load(Ordering::Relaxed),
+            self.search.probe_max.load(Ordering::Relaxed),
         )
     }
 
@@ -438,8 +443,13 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
         self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
-                                                   // Relaxed: a tie-breaker for eviction order, nothing is published by it.
-        let birth = self.common.births.fetch_add(1, Ordering::Relaxed) as u8;
+                                                   // Relaxed: a tie-breaker for eviction order, nothing is published by it. Only an evicting
+                                                   // table reads it, so only an evicting table pays for the shared counter.
+        let birth = if self.common.occ.policy() == crate::CapacityPolicy::Evict {
+            self.common.births.fetch_add(1, Ordering::Relaxed) as u8
+        } else {
+            0
+        };
         let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))
     }

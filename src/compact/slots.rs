@@ -16,6 +16,7 @@
 
 use super::id::slot::{self, EMPTY, TOMB};
 use crate::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::CachePadded;
 
 /// Live slots may fill this fraction of an array (per mille) before it grows.
 const MAX_LIVE_PERMILLE: usize = 780;
@@ -89,7 +90,8 @@ pub(crate) struct Slots {
     /// Even when no rebuild runs; bumped around rebuilds and after growth (C3).
     seq: AtomicU64,
     /// Tombstones made by readers' reaping, folded into [`SlotsW::tombs`] by writers.
-    reaped: AtomicUsize,
+    /// Its own cache lines: readers that reap write it, readers that probe read `current`.
+    reaped: CachePadded<AtomicUsize>,
 }
 
 /// The writers' part of the slot table, kept inside the shard lock.
@@ -108,7 +110,7 @@ impl Slots {
     pub(crate) fn new(cap: usize) -> (Slots, SlotsW) {
         let arr = Box::into_raw(SlotArray::new(cap));
         (
-            Slots { current: AtomicPtr::new(arr), seq: AtomicU64::new(0), reaped: AtomicUsize::new(0) },
+            Slots { current: AtomicPtr::new(arr), seq: AtomicU64::new(0), reaped: CachePadded(AtomicUsize::new(0)) },
             SlotsW { retired: Vec::new(), live: 0, tombs: 0 },
         )
     }

@@ -80,7 +80,7 @@ impl<K, V> Hooks<K, V> {
     /// the listener sees a consistent table).
     fn complete_exit(&self, rec: &Record<K, V, impl Sized>, cause: RemovalCause) {
         self.occupancy.release();
-        self.counters.add(rec.hash as usize, Event::Left(cause));
+        self.counters.add(Event::Left(cause));
         notify_each(self.listener.as_ref(), [Exit(rec, cause)]);
     }
 }
@@ -153,7 +153,7 @@ where
         let t = &self.timers;
         let (n, home) = (t.len(), t.home());
         if self.expire_queues((0..n).map(|i| ((home + i) & (n - 1), false)), now, &Budget::new(1)) == 1 {
-            self.hooks.counters.add(home, Event::Reclaimed);
+            self.hooks.counters.add(Event::Reclaimed);
             return Room::Freed;
         }
         let Some(queues) = &self.evict else { return Room::None };
@@ -162,8 +162,8 @@ where
         if let Some((rec, class)) = queues.pop_victim(&mut discard) {
             if rec.try_leave(RemovalCause::Evicted) {
                 let timer = self.detach(&rec, true, false);
-                self.hooks.counters.add(rec.hash as usize, Event::Left(RemovalCause::Evicted));
-                self.hooks.counters.add(rec.hash as usize, Event::Evicted(class));
+                self.hooks.counters.add(Event::Left(RemovalCause::Evicted));
+                self.hooks.counters.add(Event::Evicted(class));
                 self.notify(&rec, RemovalCause::Evicted);
                 discard.extend(timer);
                 room = Room::Transferred;
@@ -180,12 +180,12 @@ where
         room
     }
 
-    fn new_record(this: &Arc<Self>, key: K, value: V, hash: u64, now: Timestamp) -> Arc<Rec<K, V, S>> {
+    fn new_record(this: &Arc<Self>, key: K, value: V, now: Timestamp) -> Arc<Rec<K, V, S>> {
         // (`this`, not `self: &Arc<Self>`: the loom build's `Arc` cannot be a method receiver.)
         let queue = this.timers.home();
         let timeout = this.hooks.occupancy.timeout_for_new(this.timeout);
         let hooks = Arc::clone(&this.hooks);
-        Arc::new(Record::new(key, value, hash, now, timeout, this.mode, queue, Arc::downgrade(this), hooks))
+        Arc::new(Record::new(key, value, now, timeout, this.mode, queue, Arc::downgrade(this), hooks))
     }
 
     /// Files a new record's timer (and eviction entry) and counts it.
@@ -194,7 +194,7 @@ where
         if let Some(q) = &self.evict {
             q.file(rec.queue % q.len(), rec.class(), rec);
         }
-        self.hooks.counters.add(rec.hash as usize, Event::Created);
+        self.hooks.counters.add(Event::Created);
     }
 
     /// Moves a record to its new eviction class's queue.
@@ -220,7 +220,7 @@ where
         // the eviction queues then finds the room instead (loom model `evict_vs_remove`).
         self.unreserve();
         let timer = self.detach(rec, in_map, timer_popped);
-        self.hooks.counters.add(rec.hash as usize, Event::Left(cause));
+        self.hooks.counters.add(Event::Left(cause));
         timer
     }
 
@@ -483,7 +483,7 @@ where
             pending: Pending::new(shards),
             hooks: Arc::new(Hooks {
                 counters: Counters::new(shards),
-                occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
+                occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency, shards),
                 listener: config.listener,
             }),
             evict: (config.capacity_policy == CapacityPolicy::Evict).then(|| EvictionQueues::new(queues)),
@@ -541,12 +541,12 @@ where
         };
         let mut guard = ClaimGuard { shared: sh, hash, waiter, reserved: false };
         if !sh.reserve(now) {
-            sh.hooks.counters.add(hash as usize, Event::RejectedFull);
+            sh.hooks.counters.add(Event::RejectedFull);
             return Err(TableFull { max_flows: sh.hooks.occupancy.max() });
         }
         guard.reserved = true;
         let value = init(); // no lock held; a panic here runs the guard
-        let rec = Shared::new_record(sh, key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, now);
         match self.publish_new(Arc::clone(&rec), now, false) {
             Published::Existing(other) => {
                 // `insert` put a flow here while `init` ran: that flow stands, ours is discarded
@@ -569,15 +569,14 @@ where
 
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
         let sh = &self.shared;
-        let hash = self.hash_key(&key);
         if sh.lookup(&key, now).is_some() {
             // A replacement does not grow the table: allowed at the maximum, never evicts.
             sh.hooks.occupancy.force_reserve();
         } else if !sh.reserve(now) {
-            sh.hooks.counters.add(hash as usize, Event::RejectedFull);
+            sh.hooks.counters.add(Event::RejectedFull);
             return Err(TableFull { max_flows: sh.hooks.occupancy.max() });
         }
-        let rec = Shared::new_record(sh, key, value, hash, now);
+        let rec = Shared::new_record(sh, key, value, now);
         let Published::Placed(displaced) = self.publish_new(Arc::clone(&rec), now, true) else {
             unreachable!("insert always places its flow")
         };

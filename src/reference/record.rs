@@ -58,8 +58,6 @@ pub(crate) struct Record<K, V, S> {
     flags: AtomicU8,
     /// The timer queue that holds this record's timer (fixed at creation).
     pub(super) queue: usize,
-    /// The key's hash (picks the counter stripe).
-    pub(super) hash: u64,
     pub(crate) key: K,
     pub(crate) value: V,
     /// The table, for the `WhileHeld` exit in `Drop` and for `set_timeout`.
@@ -73,7 +71,6 @@ impl<K, V, S> Record<K, V, S> {
     pub(super) fn new(
         key: K,
         value: V,
-        hash: u64,
         now: Timestamp,
         timeout: Duration,
         mode: ExpiryMode,
@@ -87,7 +84,6 @@ impl<K, V, S> Record<K, V, S> {
             timeout_ns: AtomicU64::new(duration_nanos(timeout)),
             flags: AtomicU8::new(flags),
             queue,
-            hash,
             key,
             value,
             table,

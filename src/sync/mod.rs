@@ -40,6 +40,16 @@ pub(crate) fn mutant(name: &'static str) -> bool {
     loom_mutant::active(name)
 }
 
+/// A number that differs between threads (not a dense index): picks a thread's stripe of a
+/// striped counter, so that threads counting the same events write different cache lines.
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    std::thread_local!(static HERE: u8 = const { 0 });
+    // Threads' thread-local blocks lie at distinct addresses: hash this one's.
+    let a = HERE.with(|h| h as *const u8 as usize);
+    ((a >> 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(24) as usize
+}
+
 /// Pads and aligns a value to its own cache lines (two, as adjacent-line prefetch pairs them).
 #[derive(Debug, Default)]
 #[repr(align(128))]
