@@ -25,7 +25,7 @@
 //! | `insert` | `mops` | `get_or_insert_with` of N new flows into an empty table (no capacity hint), one thread |
 //! | `setup_rate` | `flows_per_s` | RFC 9693 setup rate: N new flows into a table built with `capacity(N)` and `max_flows(N)`, until full; one thread |
 //! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
-//! | `mixed` | `mops` | T threads: 95% packets on known flows (`get`, then `touch` and count; `get_or_insert_with` if it expired), 5% new flows, `expire` every M/64 packets on a virtual clock of 1 µs per packet with a timeout of min(M/2, 10·N/T) µs (M = max(N, 2^21) packets per thread); flows are created at staggered ages, so flows expire during the run |
+//! | `mixed` | `mops` | T threads, M = max(N, 2^21) packets each on a virtual clock of 1 µs per packet: 95% of packets revisit a known flow (`get`, then `touch` and count; `get_or_insert_with` if it expired), each thread walking its own N/T of the N flows in a shuffled order, each flow last seen one revisit interval before the run reaches it (so at 10^7 nearly every lookup misses the caches); 5% start a new flow that is never seen again; `expire` every M/64 packets, at the slowest thread's clock. The timeout is 1.25 times a known flow's revisit interval, so known flows stay while new ones go idle and expire; the idle flows of the steady state are created at staggered ages before the run, so about 5% of packets' worth of flows expire during it (stderr shows hits, creations and expiries) |
 //! | `allocs_per_op_get`, `allocs_per_op_get_or_insert_existing`, `allocs_per_op_touch`, `allocs_per_op_insert_new`, `allocs_per_op_expire` | `allocs_per_op` | allocation calls per operation at N flows, one thread; `expire` at steady size (one new flow per expired one), per expired flow |
 //!
 //! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
@@ -36,6 +36,7 @@
 //! per-chunk overhead is not included).
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use flowtable::Timestamp;
@@ -296,25 +297,50 @@ impl Runner<'_> {
     fn mixed<B: BenchTable>(&self) {
         let (n, threads) = (self.n(), self.o.threads);
         let ops = n.max(MIN_OPS);
-        // Short enough that flows expire within the run; fresh flows then level off near N/2.
-        let timeout_us = (ops / 2).min(10 * n / threads);
+        // Thread `ti` walks its own share of the N known flows (in the shuffled order), so a known
+        // flow comes back every `share / 0.95` packets; the timeout is 1.25 times that, so known
+        // flows stay, and the flows started during the run (never seen again) expire after it.
+        let share = n / threads;
+        let timeout_us = share * 125 / 95 + 1024;
         let timeout = us(timeout_us);
         let expire_every = (ops / 64).max(1024);
         // 5% of packets start a new flow.
         let new_below = u32::MAX / 20;
+        // The idle flows of the steady state (5% of each thread's packets over one timeout),
+        // created at staggered ages before the run so that they expire during it.
+        let idle = threads * timeout_us / 20;
         let order = &self.order;
+        // Each thread's clock is its own packet count; expiry runs at the slowest thread's clock
+        // (published every 1024 packets), so a thread that runs ahead does not expire the flows of
+        // one that lags (whose revisits are late in wall time, not in its own packet time).
+        let clocks: Vec<Clock> = (0..threads).map(|_| Clock::default()).collect();
+        let slowest = || clocks.iter().map(|c| c.0.load(Relaxed)).min().unwrap_or(0) as usize;
         let mops = self.reps(|rep| {
+            clocks.iter().for_each(|c| c.0.store(0, Relaxed));
             let t = B::build(&Setup::growing(timeout));
-            // Flows created at staggered ages over one timeout before the run starts.
-            for (i, &k) in self.keys.iter().enumerate() {
-                let _ = t.get_or_insert(k, T0 - timeout + us(i * timeout_us / n));
+            // Steady state from the first packet: each known flow was last seen one revisit
+            // interval before the run reaches it, so the timers of known flows come due (and are
+            // filed again) at an even rate, as they do in a long run.
+            for p in 0..share {
+                for ti in 0..threads {
+                    let ago = (share - p) * 100 / 95;
+                    let _ = t.get_or_insert(order[ti * share + p], T0 - us(ago));
+                }
+            }
+            for i in 0..idle {
+                let _ = t.get_or_insert(key_of(900 + rep as u64, i as u64), T0 - timeout + us(i * timeout_us / idle));
             }
             let (wall, per_thread) = run_threads(threads, |ti| {
                 let mut r = rng((rep * 64 + ti) as u64);
                 let stream = 1000 + (rep * 64 + ti) as u64;
-                let (mut pos, mut fresh, mut expired, mut created) = (ti * n / threads, 0u64, 0usize, 0usize);
+                let mine = &order[ti * share..(ti + 1) * share];
+                let (mut pos, mut fresh) = (0, 0u64);
+                let (mut hits, mut expired, mut created) = (0usize, 0usize, 0usize);
                 for i in 0..ops {
                     let now = T0 + us(i);
+                    if i % 1024 == 0 {
+                        clocks[ti].0.store(i as u64, Relaxed);
+                    }
                     if r.random::<u32>() < new_below {
                         fresh += 1;
                         if let Some((f, c)) = t.get_or_insert(key_of(stream, fresh), now) {
@@ -322,15 +348,16 @@ impl Runner<'_> {
                             created += usize::from(c);
                         }
                     } else {
-                        if pos == n {
+                        if pos == share {
                             pos = 0;
                         }
-                        let k = &order[pos];
+                        let k = &mine[pos];
                         pos += 1;
                         match t.get(k, now) {
                             Some(f) => {
                                 B::count(&f);
                                 t.touch(&f, now);
+                                hits += 1;
                             }
                             None => {
                                 if let Some((f, c)) = t.get_or_insert(*k, now) {
@@ -341,16 +368,22 @@ impl Runner<'_> {
                         }
                     }
                     if i % expire_every == expire_every - 1 {
-                        expired += t.expire(now, usize::MAX);
+                        expired += t.expire(T0 + us(slowest()), usize::MAX);
                     }
                 }
-                (expired, created)
+                clocks[ti].0.store(u64::MAX, Relaxed); // done: no longer holds expiry back
+                (hits, expired, created)
             });
-            let expired: usize = per_thread.iter().map(|p| p.0).sum();
-            let created: usize = per_thread.iter().map(|p| p.1).sum();
+            let hits: usize = per_thread.iter().map(|p| p.0).sum();
+            let expired: usize = per_thread.iter().map(|p| p.1).sum();
+            let created: usize = per_thread.iter().map(|p| p.2).sum();
             t.settle();
-            eprintln!("#   rep {rep}: created {created}, expired {expired}, final size {}", t.len());
-            let rate = (ops * threads) as f64 / wall.as_secs_f64() / 1e6;
+            let total = ops * threads;
+            eprintln!(
+                "#   rep {rep}: {total} packets: {hits} hits, {created} created, {expired} expired, final size {}",
+                t.len()
+            );
+            let rate = total as f64 / wall.as_secs_f64() / 1e6;
             drop(t);
             rate
         });
@@ -419,6 +452,11 @@ impl Runner<'_> {
         emit_op("expire", allocs as f64 / expired.max(1) as f64);
     }
 }
+
+/// A thread's published virtual clock (packets), on its own cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Clock(AtomicU64);
 
 /// The names of every table `flowbench` knows.
 fn all_names() -> Vec<&'static str> {

@@ -305,22 +305,47 @@ where
 
     fn expire(&self, now: Timestamp, budget: usize) -> usize {
         let n = self.shards.len();
-        // Relaxed: only spreads the starting shard.
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: only spreads the starting shard. Bit-reversed, so that calls close in time
+        // (two workers expiring together) start half the shards apart.
+        let c = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let bits = n.trailing_zeros();
+        let start = if bits == 0 { 0 } else { c.reverse_bits() >> (usize::BITS - bits) };
         let hash = |k: &K| self.hash_key(k);
         let mut total = 0;
         let mut panic = None;
+        // Shards whose lock was busy at the first visit (another thread expiring or creating
+        // there), visited again after the others; only tracked up to 128 shards.
+        let mut busy = 0u128;
+        let mut pass = |i: usize, first: bool, total: &mut usize, busy: &mut u128| {
+            let s = &self.shards[(start + i) & (n - 1)];
+            let left = budget - *total;
+            // A panicking listener costs no other shard its pass; the first panic is re-raised.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if first && n <= 128 {
+                    s.try_expire(now, left, &hash)
+                } else {
+                    Some(s.expire(now, left, &hash))
+                }
+            })) {
+                Ok(Some(k)) => *total += k,
+                Ok(None) => *busy |= 1 << i,
+                Err(p) => {
+                    panic.get_or_insert(p);
+                }
+            }
+        };
         for i in 0..n {
             if total >= budget {
                 break;
             }
-            let s = &self.shards[(start + i) & (n - 1)];
-            // A panicking listener costs no other shard its pass; the first panic is re-raised.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.expire(now, budget - total, &hash))) {
-                Ok(k) => total += k,
-                Err(p) => {
-                    panic.get_or_insert(p);
-                }
+            pass(i, true, &mut total, &mut busy);
+        }
+        for i in 0..n.min(128) {
+            if total >= budget {
+                break;
+            }
+            if busy & (1 << i) != 0 {
+                pass(i, false, &mut total, &mut busy);
             }
         }
         if let Some(p) = panic {

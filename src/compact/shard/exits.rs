@@ -9,7 +9,14 @@ impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
     /// (outside the lock) to clear expired flows' slots.
     pub(crate) fn expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> usize {
-        self.expire_counting(now, budget, hash, &mut None)
+        self.expire_counting(now, budget, hash, &mut None, false).unwrap_or(0)
+    }
+
+    /// As `expire`, but `None` (and nothing done) if the shard lock is held by someone else at
+    /// the start: the table's pass comes back to the shard after the others, so that two threads
+    /// expiring at once work on different shards instead of queueing on the same one.
+    pub(crate) fn try_expire(&self, now: Timestamp, budget: usize, hash: &dyn Fn(&K) -> u64) -> Option<usize> {
+        self.expire_counting(now, budget, hash, &mut None, true)
     }
 
     /// Makes room at the maximum: expires one flow past its deadline, if there is one (counted
@@ -17,7 +24,7 @@ impl<K, V> Shard<K, V> {
     /// expired one was handed to the caller (kept reserved) rather than released.
     pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> (usize, bool) {
         let mut handed = Some(false);
-        let n = self.expire_counting(now, 1, hash, &mut handed);
+        let n = self.expire_counting(now, 1, hash, &mut handed, false).unwrap_or(0);
         (n, handed == Some(true))
     }
 
@@ -29,8 +36,10 @@ impl<K, V> Shard<K, V> {
         budget: usize,
         hash: &dyn Fn(&K) -> u64,
         reclaim: &mut Option<bool>,
-    ) -> usize {
+        try_first: bool,
+    ) -> Option<usize> {
         let t = id::ms_floor(now);
+        let mut first = try_first;
         let mut total = 0;
         let mut panic = None;
         while total < budget {
@@ -40,7 +49,7 @@ impl<K, V> Shard<K, V> {
             let want = (budget - total).min(BATCH);
             let mut extra = Vec::new(); // other timers of released flows (rare)
             {
-                let mut g = self.lock();
+                let mut g = if std::mem::take(&mut first) { self.try_lock()? } else { self.lock() };
                 let g = &mut *g;
                 let pal = &self.common.palette;
                 g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
@@ -81,7 +90,10 @@ impl<K, V> Shard<K, V> {
                 for (i, r) in expired[..ne].iter().enumerate() {
                     let r = r.as_ref().expect("filled");
                     let gen = r.record().gen().wrapping_sub(1);
-                    slots[i] = slot::pack(slot::tag_of(hash(r.key())), gen, r.index());
+                    let h = hash(r.key());
+                    // Fetch the slot's line before taking the lock, not while holding it.
+                    super::super::slots::prefetch(self.home_addr(h));
+                    slots[i] = slot::pack(slot::tag_of(h), gen, r.index());
                 }
                 let mut g = self.lock();
                 for v in &slots[..ne] {
@@ -125,7 +137,7 @@ impl<K, V> Shard<K, V> {
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }
-        total
+        Some(total)
     }
 
     /// Removes every flow of the shard (cause `Removed`) and releases every timer; returns how
