@@ -19,6 +19,7 @@
 //! | case | unit | what |
 //! |---|---|---|
 //! | `memory` | `bytes_per_flow` | live heap bytes of a table holding N flows (key `FlowKeyV4`, value `AtomicU64`), minus the bytes before it was built, over N; every structure of the table counted, grown to N without a capacity hint (so at its real load factor) |
+//! | `memory_sized` | `bytes_per_flow` | the same for a table built with `capacity(N)` (peers: their `with_capacity(N)`), as a table with a configured maximum is deployed |
 //! | `capacity_1gib` | `flows` | RFC 9693 capacity: 2^30 / `memory` |
 //! | `get` | `mops` | random hits, one `get` each; T threads on one table, total rate |
 //! | `get_batch` | `mops` | the same keys through `get_batch`, 32 keys per call |
@@ -26,6 +27,7 @@
 //! | `setup_rate` | `flows_per_s` | RFC 9693 setup rate: N new flows into a table built with `capacity(N)` and `max_flows(N)`, until full; one thread |
 //! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
 //! | `mixed` | `mops` | T threads, M = max(N, 2^21) packets each on a virtual clock of 1 µs per packet: 95% of packets revisit a known flow (`get`, then `touch` and count; `get_or_insert_with` if it expired), each thread walking its own N/T of the N flows in a shuffled order, each flow last seen one revisit interval before the run reaches it (so at 10^7 nearly every lookup misses the caches); 5% start a new flow that is never seen again; `expire` every M/64 packets, at the slowest thread's clock. The timeout is 1.25 times a known flow's revisit interval, so known flows stay while new ones go idle and expire; the idle flows of the steady state are created at staggered ages before the run, so about 5% of packets' worth of flows expire during it (stderr shows hits, creations and expiries) |
+//! | `mixed_scaling` | `ratio` | with `--threads T` (T > 1): `mixed` on T threads over `mixed` on one, each repetition running the two back to back; the median of the repetitions' ratios. Skipped with one thread |
 //! | `allocs_per_op_get`, `allocs_per_op_get_or_insert_existing`, `allocs_per_op_touch`, `allocs_per_op_insert_new`, `allocs_per_op_expire` | `allocs_per_op` | allocation calls per operation at N flows, one thread; `expire` at steady size (one new flow per expired one), per expired flow |
 //!
 //! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
@@ -59,8 +61,18 @@ const LONG: Duration = Duration::from_secs(1_000_000);
 /// The virtual time of the first packet.
 const T0: Timestamp = Timestamp::from_secs(1_000_000);
 
-const CASES: &[&str] =
-    &["memory", "get", "get_batch", "insert", "setup_rate", "teardown_rate", "mixed", "allocs_per_op"];
+const CASES: &[&str] = &[
+    "memory",
+    "memory_sized",
+    "get",
+    "get_batch",
+    "insert",
+    "setup_rate",
+    "teardown_rate",
+    "mixed",
+    "mixed_scaling",
+    "allocs_per_op",
+];
 
 struct Opts {
     flows: usize,
@@ -149,11 +161,13 @@ impl Visit for Runner<'_> {
             eprintln!("# {} {case} flows={}", B::name(), self.o.flows);
             match case.as_str() {
                 "memory" => self.memory::<B>(),
+                "memory_sized" => self.memory_sized::<B>(),
                 "get" | "get_batch" => self.get::<B>(case == "get_batch"),
                 "insert" => self.insert::<B>(),
                 "setup_rate" => self.setup_rate::<B>(),
                 "teardown_rate" => self.teardown_rate::<B>(),
                 "mixed" => self.mixed::<B>(),
+                "mixed_scaling" => self.mixed_scaling::<B>(),
                 "allocs_per_op" => self.allocs_per_op::<B>(),
                 _ => unreachable!("checked in parse_args"),
             }
@@ -176,9 +190,18 @@ impl Runner<'_> {
     }
 
     fn memory<B: BenchTable>(&self) {
+        self.memory_with::<B>(&Setup::growing(LONG), "memory", Some("capacity_1gib"));
+    }
+
+    fn memory_sized<B: BenchTable>(&self) {
+        let n = self.n();
+        self.memory_with::<B>(&Setup { capacity: n, max_flows: usize::MAX, timeout: LONG }, "memory_sized", None);
+    }
+
+    fn memory_with<B: BenchTable>(&self, setup: &Setup, case: &str, capacity_case: Option<&str>) {
         let n = self.n();
         let before = alloc::live_bytes();
-        let t = B::build(&Setup::growing(LONG));
+        let t = B::build(setup);
         fill(&t, &self.keys, T0);
         t.settle();
         let bytes = alloc::live_bytes() - before;
@@ -187,8 +210,10 @@ impl Runner<'_> {
             eprintln!("# warning: {} holds {len} flows, expected {n}", B::name());
         }
         let per_flow = bytes as f64 / n as f64;
-        emit(B::name(), "memory", n, 1, per_flow, "bytes_per_flow");
-        emit(B::name(), "capacity_1gib", n, 1, (1u64 << 30) as f64 / per_flow, "flows");
+        emit(B::name(), case, n, 1, per_flow, "bytes_per_flow");
+        if let Some(c) = capacity_case {
+            emit(B::name(), c, n, 1, (1u64 << 30) as f64 / per_flow, "flows");
+        }
         drop(t);
     }
 
@@ -295,7 +320,32 @@ impl Runner<'_> {
     }
 
     fn mixed<B: BenchTable>(&self) {
-        let (n, threads) = (self.n(), self.o.threads);
+        let threads = self.o.threads;
+        let mops = self.reps(|rep| self.mixed_once::<B>(threads, rep));
+        emit(B::name(), "mixed", self.n(), threads, mops, "mops");
+    }
+
+    /// The scaling of `mixed`: each repetition runs it on one thread and then on T, back to back,
+    /// and the median of the repetitions' ratios is printed (a noisy machine moves both runs of a
+    /// pair alike, runs minutes apart less so).
+    fn mixed_scaling<B: BenchTable>(&self) {
+        let threads = self.o.threads;
+        if threads < 2 {
+            eprintln!("#   mixed_scaling needs --threads T with T > 1: skipped");
+            return;
+        }
+        let ratio = self.reps(|rep| {
+            let one = self.mixed_once::<B>(1, rep);
+            let many = self.mixed_once::<B>(threads, rep);
+            eprintln!("#   rep {rep}: {one:.3} Mops on 1 thread, {many:.3} on {threads}");
+            many / one
+        });
+        emit(B::name(), "mixed_scaling", self.n(), threads, ratio, "ratio");
+    }
+
+    /// One repetition of `mixed` on `threads` threads; returns Mops.
+    fn mixed_once<B: BenchTable>(&self, threads: usize, rep: usize) -> f64 {
+        let n = self.n();
         let ops = n.max(MIN_OPS);
         // Thread `ti` walks its own share of the N known flows (in the shuffled order), so a known
         // flow comes back every `share / 0.95` packets; the timeout is 1.25 times that, so known
@@ -315,7 +365,7 @@ impl Runner<'_> {
         // one that lags (whose revisits are late in wall time, not in its own packet time).
         let clocks: Vec<Clock> = (0..threads).map(|_| Clock::default()).collect();
         let slowest = || clocks.iter().map(|c| c.0.load(Relaxed)).min().unwrap_or(0) as usize;
-        let mops = self.reps(|rep| {
+        {
             clocks.iter().for_each(|c| c.0.store(0, Relaxed));
             let t = B::build(&Setup::growing(timeout));
             // Steady state from the first packet: each known flow was last seen one revisit
@@ -386,8 +436,7 @@ impl Runner<'_> {
             let rate = total as f64 / wall.as_secs_f64() / 1e6;
             drop(t);
             rate
-        });
-        emit(B::name(), "mixed", n, threads, mops, "mops");
+        }
     }
 
     fn allocs_per_op<B: BenchTable>(&self) {

@@ -53,9 +53,9 @@ for n in "${sizes[@]}"; do
     echo "== flowbench --flows $n" >&2
     "$bench" --flows "$n" --reps "$reps" "${peers[@]}" "${cases[@]}" > "$out/flowbench-$n.txt" 2> "$out/flowbench-$n.log"
     # The thread-scaled cases, limited to CASES when it is set.
-    tcases=get,get_batch,mixed
+    tcases=get,get_batch,mixed,mixed_scaling
     if [ -n "${CASES:-}" ]; then
-        tcases=$(tr ',' '\n' <<< "$CASES" | grep -xE 'get|get_batch|mixed' | paste -sd, - || true)
+        tcases=$(tr ',' '\n' <<< "$CASES" | grep -xE 'get|get_batch|mixed|mixed_scaling' | paste -sd, - || true)
     fi
     if [ "$threads" != 0 ] && [ "$threads" != 1 ] && [ -n "$tcases" ]; then
         "$bench" --flows "$n" --reps "$reps" --threads "$threads" "${peers[@]}" --cases "$tcases" \
