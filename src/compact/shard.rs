@@ -332,7 +332,13 @@ impl<K, V> Shard<K, V> {
     /// value expected there: `EMPTY`/`TOMB` (a new slot), or the slot of a displaced flow.
     fn place(&self, w: &mut Locked, tag: u32, mut pos: usize, mut old: u64, new: u64) {
         loop {
-            if !slot::is_live(old) && self.slots.make_room(&mut w.slots, |v| self.alive(v)) {
+            if !slot::is_live(old)
+                && self.slots.make_room(
+                    &mut w.slots,
+                    |v| self.alive(v),
+                    |v| super::slots::prefetch(self.arena.addr(slot::idx(v))),
+                )
+            {
                 (pos, old) = Self::free_pos(self.slots.array(), tag);
                 continue;
             }

@@ -37,6 +37,20 @@ pub(crate) fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// Slots ahead of the current one whose records a rebuild or growth prefetches.
+const FETCH_AHEAD: usize = 16;
+
+/// Prefetches the record of the live slot `FETCH_AHEAD` places after `i`, if any.
+#[inline]
+fn fetch_ahead(data: &[AtomicU64], i: usize, fetch: &dyn Fn(u64)) {
+    if let Some(a) = data.get(i + FETCH_AHEAD) {
+        let v = a.load(Ordering::Relaxed);
+        if slot::is_live(v) {
+            fetch(v);
+        }
+    }
+}
+
 /// One slot array. Its length is its capacity (any number, not only powers of two).
 pub(crate) struct SlotArray {
     data: Box<[AtomicU64]>,
@@ -210,14 +224,16 @@ impl Slots {
     /// tombstones crowd the array, grows it if live slots would pass the load limit. `alive`
     /// tells whether a live-looking slot's record still has the slot's generation.
     /// Returns whether the array changed (positions found before are stale).
-    pub(crate) fn make_room(&self, w: &mut SlotsW, alive: impl Fn(u64) -> bool) -> bool {
+    /// `fetch` prefetches what `alive` reads for a slot (the rebuild and the growth run it a few
+    /// slots ahead, so that their record reads overlap instead of queueing one DRAM miss each).
+    pub(crate) fn make_room(&self, w: &mut SlotsW, alive: impl Fn(u64) -> bool, fetch: impl Fn(u64)) -> bool {
         self.fold(w);
         let cap = self.array().cap();
         if (w.live + 1) * 1000 > cap * MAX_LIVE_PERMILLE {
-            self.grow(w, &alive);
+            self.grow(w, &alive, &fetch);
             true
         } else if (w.live + w.tombs + 1) * 1000 > cap * MAX_USED_PERMILLE {
-            self.rebuild(w, &alive);
+            self.rebuild(w, &alive, &fetch);
             true
         } else {
             false
@@ -226,7 +242,7 @@ impl Slots {
 
     /// Rebuilds the current array in place: tombstones and dead slots become `EMPTY`, live slots
     /// move to the first `EMPTY` from their home. Readers that miss meanwhile retry (C3).
-    fn rebuild(&self, w: &mut SlotsW, alive: &dyn Fn(u64) -> bool) {
+    fn rebuild(&self, w: &mut SlotsW, alive: &dyn Fn(u64) -> bool, fetch: &dyn Fn(u64)) {
         let arr = self.array();
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s + 1, Ordering::Relaxed);
@@ -235,6 +251,7 @@ impl Slots {
         let mut live = 0;
         let mut start = None;
         for (p, a) in arr.data.iter().enumerate() {
+            fetch_ahead(&arr.data, p, fetch);
             let v = a.load(Ordering::Relaxed);
             if v == EMPTY {
                 start.get_or_insert(p);
@@ -267,12 +284,13 @@ impl Slots {
     }
 
     /// Moves the live slots into an array twice the size and publishes it (C1, C3).
-    fn grow(&self, w: &mut SlotsW, alive: &dyn Fn(u64) -> bool) {
+    fn grow(&self, w: &mut SlotsW, alive: &dyn Fn(u64) -> bool, fetch: &dyn Fn(u64)) {
         let old_ptr = self.current.load(Ordering::Relaxed);
         let old = self.array();
         let new = SlotArray::new(old.cap() * 2);
         let mut live = 0;
-        for a in old.data.iter() {
+        for (i, a) in old.data.iter().enumerate() {
+            fetch_ahead(&old.data, i, fetch);
             let v = a.load(Ordering::Relaxed);
             if slot::is_live(v) && alive(v) {
                 let q = new.first_empty(slot::tag(v));
@@ -334,7 +352,7 @@ mod tests {
     use super::*;
 
     fn put(s: &Slots, w: &mut SlotsW, tag: u32, idx: u32) -> usize {
-        s.make_room(w, |_| true);
+        s.make_room(w, |_| true, |_| {});
         let arr = s.array();
         let mut p = arr.home(tag);
         loop {
