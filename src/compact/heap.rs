@@ -159,6 +159,16 @@ pub(crate) struct Timers {
     epoch: u64,
 }
 
+/// What [`Timers::pop_due`] found.
+pub(crate) enum Popped<K, V> {
+    /// A due timer, with the count its entry owned, and the heap it came from.
+    Timer(RecordRef<K, V>, From),
+    /// No timer is due.
+    Nothing,
+    /// The pass's redistribution work ran out before a due timer was found (some may remain).
+    Later,
+}
+
 /// Which heap a popped entry came from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum From {
@@ -219,26 +229,35 @@ impl Timers {
     }
 
     /// Pops the earliest entry due at `now` (ms; its key is not after `now`), with its count.
-    pub(crate) fn pop_due<K, V>(&mut self, arena: &Arena<K, V>, now: u64) -> Option<(RecordRef<K, V>, From)> {
+    /// `work` bounds the blocks of a radix redistribution this pass may move (see
+    /// [`radix::Radix::pop_due`]); `Popped::Later` when it ran out first.
+    pub(crate) fn pop_due<K, V>(&mut self, arena: &Arena<K, V>, now: u64, work: &mut usize) -> Popped<K, V> {
         let now_key = if now == u64::MAX {
             NEVER_KEY
         } else if now < self.epoch {
-            return None;
+            return Popped::Nothing;
         } else {
             (now - self.epoch).min(u64::from(SATURATED) - 1) as u32
         };
         let s = self.side.peek().map(side_key).filter(|&k| k <= now_key);
         let side_first = s.is_some_and(|sk| self.main.peek_key().map_or(true, |mk| sk < mk));
         let (idx, from) = if side_first {
-            (self.side.pop(side_key)? as u32, From::Side)
-        } else if let Some(i) = self.main.pop_due(now_key, |i| arena.get(i).filed(), |i| arena.addr(i)) {
-            (i, From::Main)
-        } else if s.is_some() {
-            (self.side.pop(side_key)? as u32, From::Side)
+            (self.side.pop(side_key).expect("peeked") as u32, From::Side)
         } else {
-            return None;
+            match self.main.pop_due(now_key, |i| arena.get(i).filed(), |i| arena.addr(i), work) {
+                radix::Pop::Item(i) => (i, From::Main),
+                p => {
+                    if s.is_some() {
+                        (self.side.pop(side_key).expect("peeked") as u32, From::Side)
+                    } else if p == radix::Pop::Later {
+                        return Popped::Later;
+                    } else {
+                        return Popped::Nothing;
+                    }
+                }
+            }
         };
-        Some((adopt(arena, idx), from))
+        Popped::Timer(adopt(arena, idx), from)
     }
 
     /// Takes out every other entry of record `idx`, with their counts: when a `WhileHeld` flow is

@@ -108,14 +108,30 @@ struct Bucket {
     head: u32,
     /// The smallest key in the bucket (`u32::MAX` when empty); unused for bucket 0.
     min: u32,
+    /// The block holding an entry with key `min` (entries never move between blocks of a list).
+    min_block: u32,
 }
 
-const EMPTY_BUCKET: Bucket = Bucket { head: NIL, min: u32::MAX };
+const EMPTY_BUCKET: Bucket = Bucket { head: NIL, min: u32::MAX, min_block: NIL };
+
+/// What [`Radix::pop_due`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pop {
+    /// An entry whose key is due.
+    Item(u32),
+    /// Nothing is due.
+    Nothing,
+    /// The call's redistribution work ran out first; due entries may remain.
+    Later,
+}
 
 /// A radix heap of `u32` entries whose keys the caller computes (`key`), and whose entries name
 /// memory the redistribution may prefetch (`addr`).
 pub(crate) struct Radix {
     buckets: [Bucket; BUCKETS],
+    /// The entries of a bucket being redistributed, not yet moved (keys at least `last`); a list
+    /// of blocks, `NIL` when none. Pops move it a block at a time.
+    pending: u32,
     last: u32,
     len: usize,
     pool: Pool,
@@ -157,7 +173,7 @@ impl Radix {
                 left -= c;
             }
         }
-        Radix { buckets: [EMPTY_BUCKET; BUCKETS], last: 0, len: 0, pool }
+        Radix { buckets: [EMPTY_BUCKET; BUCKETS], pending: NIL, last: 0, len: 0, pool }
     }
 
     #[cfg(test)]
@@ -175,7 +191,10 @@ impl Radix {
         let b = bucket_of(k, self.last);
         self.append(b, item);
         let bk = &mut self.buckets[b];
-        bk.min = bk.min.min(k);
+        if k < bk.min {
+            bk.min = k;
+            bk.min_block = bk.head; // `append` put the entry in the head block
+        }
         self.len += 1;
     }
 
@@ -208,7 +227,7 @@ impl Radix {
             self.pool.release(head);
             self.buckets[b].head = next;
             if next == NIL {
-                self.buckets[b].min = u32::MAX;
+                self.buckets[b] = EMPTY_BUCKET;
             }
         }
         self.len -= 1;
@@ -218,32 +237,52 @@ impl Radix {
     /// The smallest key of an entry, if any: exact except that entries filed beside `last` (a key
     /// below it when pushed) count as `last`.
     pub(crate) fn peek_key(&self) -> Option<u32> {
-        if self.buckets[0].head != NIL {
+        if self.buckets[0].head != NIL || self.pending != NIL {
             return Some(self.last);
         }
         self.buckets[1..].iter().find(|b| b.head != NIL).map(|b| b.min)
     }
 
     /// Pops an entry whose key is at most `now_key`, if there is one. `key` gives an entry's key,
-    /// `addr` the memory `key` reads (prefetched ahead of the reads).
+    /// `addr` the memory `key` reads (prefetched ahead of the reads). `work` is how many blocks
+    /// of a redistribution this call may still move; when it runs out before an entry is found,
+    /// the answer is [`Pop::Later`] and the redistribution resumes at the next call.
     pub(crate) fn pop_due(
         &mut self,
         now_key: u32,
         key: impl Fn(u32) -> u32,
         addr: impl Fn(u32) -> *const u8,
-    ) -> Option<u32> {
+        work: &mut usize,
+    ) -> Pop {
         if now_key < self.last {
-            // Time went back: only bucket 0 may hold keys this small.
-            return self.take_where(0, |e| key(e) <= now_key);
+            // Time went back: only bucket 0 may hold keys this small (pending entries are at
+            // least `last`).
+            return self.take_where(0, |e| key(e) <= now_key).map_or(Pop::Nothing, Pop::Item);
         }
-        if self.buckets[0].head == NIL {
-            let b = (1..BUCKETS).find(|&b| self.buckets[b].head != NIL)?;
-            if self.buckets[b].min > now_key {
-                return None;
+        loop {
+            if self.buckets[0].head != NIL {
+                break;
             }
-            self.redistribute(b, &key, &addr);
+            if self.pending != NIL {
+                if *work == 0 {
+                    return Pop::Later;
+                }
+                *work -= 1;
+                self.move_pending_block(&key, &addr);
+                continue;
+            }
+            let Some(b) = (1..BUCKETS).find(|&b| self.buckets[b].head != NIL) else { return Pop::Nothing };
+            if self.buckets[b].min > now_key {
+                return Pop::Nothing;
+            }
+            // Bucket b's smallest key becomes the last one; its entries all belong to lower
+            // buckets now, and move there a block at a time (the block holding the smallest key
+            // first, so that the first step already yields a due entry).
+            self.last = self.buckets[b].min;
+            let bk = std::mem::replace(&mut self.buckets[b], EMPTY_BUCKET);
+            self.pending = self.front_load(bk.head, bk.min_block);
         }
-        let item = self.take(0)?;
+        let item = self.take(0).expect("bucket 0 is not empty");
         // The next entries of bucket 0 are popped next: fetch their records meanwhile.
         let head = self.buckets[0].head;
         if head != NIL {
@@ -252,31 +291,47 @@ impl Radix {
                 super::super::slots::prefetch(addr(blk.items[blk.len as usize - 4]));
             }
         }
-        Some(item)
+        Pop::Item(item)
     }
 
-    /// Makes bucket `b`'s smallest key the last one and moves its entries to lower buckets.
-    fn redistribute(&mut self, b: usize, key: &impl Fn(u32) -> u32, addr: &impl Fn(u32) -> *const u8) {
-        self.last = self.buckets[b].min;
-        let mut id = self.buckets[b].head;
-        self.buckets[b] = EMPTY_BUCKET;
+    /// The list starting at `head` with block `first` moved to its front.
+    fn front_load(&mut self, head: u32, first: u32) -> u32 {
+        if first == NIL || first == head {
+            return head;
+        }
+        let mut id = head;
         while id != NIL {
-            let blk = *self.pool.get(id);
-            self.pool.release(id);
-            let items = &blk.items[..blk.len as usize];
-            if blk.next != NIL {
-                super::super::slots::prefetch((self.pool.get(blk.next) as *const Block).cast());
+            let next = self.pool.get(id).next;
+            if next == first {
+                let after = self.pool.get(first).next;
+                self.pool.get_mut(id).next = after;
+                self.pool.get_mut(first).next = head;
+                return first;
             }
-            for &e in items {
-                super::super::slots::prefetch(addr(e));
-            }
-            for &e in items {
-                let k = key(e);
-                debug_assert!(bucket_of(k, self.last) < b, "radix heap: key below its bucket");
-                self.len -= 1;
-                self.push(e, k);
-            }
-            id = blk.next;
+            id = next;
+        }
+        head
+    }
+
+    /// Moves the entries of the first pending block to the buckets they belong to (all keys in
+    /// it are at least `last`).
+    fn move_pending_block(&mut self, key: &impl Fn(u32) -> u32, addr: &impl Fn(u32) -> *const u8) {
+        let id = self.pending;
+        let blk = *self.pool.get(id);
+        self.pool.release(id);
+        self.pending = blk.next;
+        if blk.next != NIL {
+            super::super::slots::prefetch((self.pool.get(blk.next) as *const Block).cast());
+        }
+        let items = &blk.items[..blk.len as usize];
+        for &e in items {
+            super::super::slots::prefetch(addr(e));
+        }
+        for &e in items {
+            let k = key(e);
+            debug_assert!(k >= self.last, "radix heap: pending key below last");
+            self.len -= 1;
+            self.push(e, k);
         }
     }
 
@@ -326,9 +381,10 @@ impl Radix {
 
     /// Takes every entry out.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<u32>) {
-        for b in 0..BUCKETS {
-            let mut id = self.buckets[b].head;
-            self.buckets[b] = EMPTY_BUCKET;
+        let pending = std::mem::replace(&mut self.pending, NIL);
+        let heads: Vec<u32> = self.buckets.iter().map(|b| b.head).chain(std::iter::once(pending)).collect();
+        self.buckets = [EMPTY_BUCKET; BUCKETS];
+        for mut id in heads {
             while id != NIL {
                 let blk = self.pool.get(id);
                 out.extend_from_slice(&blk.items[..blk.len as usize]);
@@ -342,8 +398,8 @@ impl Radix {
 
     /// Calls `f` on every entry.
     pub(crate) fn for_each(&self, mut f: impl FnMut(u32)) {
-        for b in &self.buckets {
-            let mut id = b.head;
+        for head in self.buckets.iter().map(|b| b.head).chain(std::iter::once(self.pending)) {
+            let mut id = head;
             while id != NIL {
                 let blk = self.pool.get(id);
                 blk.items[..blk.len as usize].iter().for_each(|&e| f(e));
@@ -371,6 +427,15 @@ impl Radix {
                 id = blk.next;
             }
         }
+        let mut id = self.pending;
+        while id != NIL {
+            let blk = self.pool.get(id);
+            for &e in &blk.items[..blk.len as usize] {
+                assert!(key(e) >= self.last, "C10: pending radix key below last");
+                n += 1;
+            }
+            id = blk.next;
+        }
         assert_eq!(n, self.len, "C10: radix count");
     }
 }
@@ -381,6 +446,43 @@ mod tests {
 
     fn null(_: u32) -> *const u8 {
         std::ptr::null()
+    }
+
+    /// Pops with unlimited redistribution work.
+    fn pop(h: &mut Radix, now: u32, keys: &[u32]) -> Option<u32> {
+        match h.pop_due(now, |e| keys[e as usize], null, &mut usize::MAX.clone()) {
+            Pop::Item(e) => Some(e),
+            Pop::Nothing => None,
+            Pop::Later => unreachable!("unlimited work"),
+        }
+    }
+
+    /// With one block of work per call, a storm of equal keys is popped completely, each call
+    /// moving at most one block; nothing is lost or popped twice.
+    #[test]
+    fn bounded_work_per_call() {
+        let n = 3000u32;
+        let keys: Vec<u32> = (0..n).map(|i| if i % 2 == 0 { 500 } else { 400 + i % 200 }).collect();
+        let mut h = Radix::with_capacity(0);
+        for i in 0..n {
+            h.push(i, keys[i as usize]);
+        }
+        let (mut got, mut laters) = (Vec::new(), 0);
+        loop {
+            let mut work = 1;
+            match h.pop_due(550, |e| keys[e as usize], null, &mut work) {
+                Pop::Item(e) => got.push(e),
+                Pop::Later => laters += 1,
+                Pop::Nothing => break,
+            }
+            h.validate(|e| keys[e as usize]);
+        }
+        let due = (0..n).filter(|&i| keys[i as usize] <= 550).count();
+        assert!(laters > 0, "the work limit was never reached");
+        assert_eq!(got.len(), due);
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), due);
     }
 
     /// Pops everything due at each step of a rising clock, checking order and completeness
@@ -399,7 +501,7 @@ mod tests {
         while now < 100_000 {
             now += 777;
             let mut prev = 0;
-            while let Some(e) = h.pop_due(now, |e| keys[e as usize], null) {
+            while let Some(e) = pop(&mut h, now, &keys) {
                 let k = keys[e as usize];
                 assert!(k <= now && k >= prev, "key {k} out of order (prev {prev}, now {now})");
                 prev = k;
@@ -424,7 +526,7 @@ mod tests {
         }
         // Pop up to 1500, refile every popped entry 2000 later.
         let mut refiled = Vec::new();
-        while let Some(e) = h.pop_due(1500, |e| keys[e as usize], null) {
+        while let Some(e) = pop(&mut h, 1500, &keys) {
             refiled.push(e);
         }
         assert_eq!(refiled.len(), 51);
@@ -436,10 +538,10 @@ mod tests {
         // An entry filed below `last` is due at once, and found when time goes back.
         keys.push(5);
         h.push(100, 5);
-        assert_eq!(h.pop_due(10, |e| keys[e as usize], null), Some(100));
-        assert_eq!(h.pop_due(10, |e| keys[e as usize], null), None);
+        assert_eq!(pop(&mut h, 10, &keys), Some(100));
+        assert_eq!(pop(&mut h, 10, &keys), None);
         let mut all = Vec::new();
-        while let Some(e) = h.pop_due(u32::MAX, |e| keys[e as usize], null) {
+        while let Some(e) = pop(&mut h, u32::MAX, &keys) {
             all.push(e);
         }
         all.sort_unstable();
@@ -459,7 +561,7 @@ mod tests {
         for i in 0..300 {
             h.push(i, keys[i as usize]);
         }
-        assert!(h.pop_due(60, |e| keys[e as usize], null).is_some());
+        assert!(pop(&mut h, 60, &keys).is_some());
         let mut out = Vec::new();
         h.remove_where(|e| e % 3 == 0, |e| keys[e as usize], &mut out);
         h.validate(|e| keys[e as usize]);

@@ -4,6 +4,10 @@
 #![forbid(unsafe_code)]
 
 use super::*;
+use crate::compact::heap::Popped;
+
+/// The least redistribution work (blocks) an expiry call may do.
+const WORK_MIN: usize = 8;
 
 impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
@@ -42,7 +46,13 @@ impl<K, V> Shard<K, V> {
         let mut first = try_first;
         let mut total = 0;
         let mut panic = None;
-        while total < budget {
+        // Blocks of radix redistribution this call may move (30 timers each): the call's work
+        // stays proportional to its budget even when a million timers share one deadline. Once
+        // spent, the call ends as soon as it has expired something, so it returns 0 only when
+        // nothing is due.
+        let mut work = (budget / 16).max(WORK_MIN);
+        let mut stop = false;
+        while total < budget && !stop {
             let mut expired: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
             let mut released: [Option<RecordRef<K, V>>; BATCH] = std::array::from_fn(|_| None);
             let (mut ne, mut nr) = (0, 0);
@@ -54,7 +64,18 @@ impl<K, V> Shard<K, V> {
                 let pal = &self.common.palette;
                 g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
                 while ne < want && nr < BATCH {
-                    let Some((r, from)) = g.timers.pop_due(&self.arena, t) else { break };
+                    let (r, from) = match g.timers.pop_due(&self.arena, t, &mut work) {
+                        Popped::Timer(r, from) => (r, from),
+                        Popped::Nothing => break,
+                        Popped::Later if total + ne > 0 => {
+                            stop = true;
+                            break;
+                        }
+                        Popped::Later => {
+                            work = WORK_MIN;
+                            continue;
+                        }
+                    };
                     match r.record().try_expire(t, pal) {
                         Due::Moved(d) => g.timers.push(r, d, from),
                         Due::Release => {
