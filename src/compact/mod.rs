@@ -19,6 +19,7 @@ mod handle;
 mod heap;
 mod id;
 mod rc;
+mod readers;
 mod shard;
 mod slots;
 
@@ -204,6 +205,7 @@ where
             palette: Palette::new(id::timeout_ms(config.idle_timeout)),
             timeout: config.idle_timeout,
             births: AtomicUsize::new(0),
+            readers: readers::Readers::new(),
         });
         let cap = slots::Slots::cap_for(per_shard);
         let shards: Box<[ShardPtr<K, V>]> =
@@ -233,22 +235,24 @@ where
         out.clear();
         out.reserve(keys.len());
         let t = id::ms_floor(now);
+        // One read section for the whole batch (C1).
+        let g = self.common.readers.enter();
         for chunk in keys.chunks(BATCH) {
             let mut hashes = [0u64; BATCH];
             // 1: hash, and prefetch each key's home slot.
             for (h, k) in hashes.iter_mut().zip(chunk) {
                 *h = self.hash_key(k);
-                prefetch(self.shard(*h).home_addr(*h));
+                prefetch(self.shard(*h).home_addr(*h, &g));
             }
             // 2: prefetch the record the home slot names (when its tag matches).
             for h in &hashes[..chunk.len()] {
-                if let Some(p) = self.shard(*h).home_record_addr(*h) {
+                if let Some(p) = self.shard(*h).home_record_addr(*h, &g) {
                     prefetch(p);
                 }
             }
             // 3: probe and take references (atomic RMWs are fences: after all prefetches).
             for (h, k) in hashes.iter().zip(chunk) {
-                out.push(self.shard(*h).lookup(k, *h, t).map(CompactFlow));
+                out.push(self.shard(*h).lookup_in(k, *h, t, &g).map(CompactFlow));
             }
         }
     }

@@ -11,6 +11,7 @@ use super::heap::{From, Timers, UNFILED};
 use super::id::{self, refw, slot, timew};
 use super::rc::Due;
 use super::rc::{Creation, DeadRecord, RecordRef};
+use super::readers::{ReadGuard, Readers};
 use super::slots::{SlotArray, Slots, SlotsW};
 use crate::capacity::Occupancy;
 use crate::listener::{notify_each, AsEvent, Listener, RemovalEvent};
@@ -84,6 +85,8 @@ pub(crate) struct Common<K, V> {
     pub(crate) timeout: Duration,
     /// Flows created so far (its low 6 bits are stamped into each record, see `timew::birth`).
     pub(crate) births: AtomicUsize,
+    /// The lookups' read sections (C1).
+    pub(crate) readers: Readers,
 }
 
 impl<K, V> Common<K, V> {
@@ -339,6 +342,7 @@ impl<K, V> Shard<K, V> {
                     |v| super::slots::prefetch(self.arena.addr(slot::idx(v))),
                 )
             {
+                self.slots.reclaim(&mut w.slots, &self.common.readers);
                 (pos, old) = Self::free_pos(self.slots.array(), tag);
                 continue;
             }
@@ -401,10 +405,17 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// The live, visible flow of `key` at tick `now`. Lock-free (C2, C3, C7).
     #[inline]
     pub(crate) fn lookup(&self, key: &K, hash: u64, now: u64) -> Option<RecordRef<K, V>> {
+        let g = self.common.readers.enter();
+        self.lookup_in(key, hash, now, &g)
+    }
+
+    /// `lookup` inside the caller's read section (C1).
+    #[inline]
+    pub(crate) fn lookup_in(&self, key: &K, hash: u64, now: u64, g: &ReadGuard<'_>) -> Option<RecordRef<K, V>> {
         let tag = slot::tag_of(hash);
         loop {
             let seq = self.slots.read_begin();
-            let arr = self.slots.array();
+            let arr = self.slots.array_read(g);
             let mut p = arr.home(tag);
             for _ in 0..arr.cap() {
                 let v = arr.get(p);
@@ -730,15 +741,15 @@ impl<K: Eq + Clone, V> Shard<K, V> {
 impl<K, V> Shard<K, V> {
     /// The address of the home slot of `hash` (for prefetching).
     #[inline]
-    pub(crate) fn home_addr(&self, hash: u64) -> *const u8 {
-        let arr = self.slots.array();
+    pub(crate) fn home_addr(&self, hash: u64, g: &ReadGuard<'_>) -> *const u8 {
+        let arr = self.slots.array_read(g);
         arr.addr(arr.home(slot::tag_of(hash)))
     }
 
     /// The address of the record the home slot of `hash` names, if its tag matches.
     #[inline]
-    pub(crate) fn home_record_addr(&self, hash: u64) -> Option<*const u8> {
-        let arr = self.slots.array();
+    pub(crate) fn home_record_addr(&self, hash: u64, g: &ReadGuard<'_>) -> Option<*const u8> {
+        let arr = self.slots.array_read(g);
         let tag = slot::tag_of(hash);
         let v = arr.get(arr.home(tag));
         (slot::is_live(v) && slot::tag(v) == tag).then(|| self.arena.addr(slot::idx(v)))

@@ -9,14 +9,17 @@
 //!   into a new array when live slots pass the load limit.
 //! - Rebuilds and growth bump `seq`; a reader that found nothing re-checks `seq` and probes again
 //!   (a seqlock on misses only, C3).
-//! - Retired arrays stay allocated until the shard is dropped (C1): growth doubles, so they cost at
-//!   most as much as the current array; a table built with `capacity` or `max_flows` never grows.
+//! - An array replaced by growth is retired, and freed (`reclaim`, under the shard lock) once every
+//!   read section open when it was replaced has closed ([`readers`](super::readers), C1). Lock-free
+//!   readers reach the array only through [`Slots::array_read`], inside a read section.
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use super::id::slot::{self, EMPTY, TOMB};
 use crate::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::CachePadded;
+
+use super::readers::{ReadGuard, Readers};
 
 /// Live slots may fill this fraction of an array (per mille) before it grows.
 const MAX_LIVE_PERMILLE: usize = 780;
@@ -97,6 +100,13 @@ impl SlotArray {
     }
 }
 
+/// An array replaced by growth, and the read-section stripes seen at zero since.
+struct Retired {
+    /// Boxed: readers hold `&SlotArray`s, so the header must not move either.
+    arr: Box<SlotArray>,
+    seen: u64,
+}
+
 /// The shard's slot table.
 pub(crate) struct Slots {
     /// The current array; every array ever stored here stays allocated until `Slots` drops (C1).
@@ -110,10 +120,8 @@ pub(crate) struct Slots {
 
 /// The writers' part of the slot table, kept inside the shard lock.
 pub(crate) struct SlotsW {
-    /// Arrays replaced by growth; kept until the shard drops, because readers may still probe them.
-    /// Boxed: readers hold `&SlotArray`s, so the headers must not move either.
-    #[allow(clippy::vec_box)]
-    retired: Vec<Box<SlotArray>>,
+    /// Arrays replaced by growth, kept until no read section that may probe them is open (C1).
+    retired: Vec<Retired>,
     /// Live slots (placed and not yet cleared; dead ones count until reaped).
     pub(crate) live: usize,
     /// Tombstones.
@@ -134,14 +142,29 @@ impl Slots {
         (n.saturating_mul(1000) / MAX_LIVE_PERMILLE + 1).max(MIN_CAP)
     }
 
-    /// The current array.
+    /// The current array, for a writer holding the shard lock (which excludes `reclaim`); the
+    /// reference must not be kept past the lock.
     #[inline]
     pub(crate) fn array(&self) -> &SlotArray {
-        // Acquire: pairs with the Release store of a grown array, so its contents are visible.
-        let p = self.current.load(Ordering::Acquire);
-        // SAFETY: `p` came from `Box::into_raw` and is freed only in `Slots::drop` (C1); the
-        // returned borrow cannot outlive `&self`.
+        // SeqCst (a plain load on x86-64): the ordering the read-section protocol relies on
+        // (see `readers`); it includes Acquire, pairing with the store of a grown array.
+        let p = self.current.load(Ordering::SeqCst);
+        // SAFETY: `p` came from `Box::into_raw`; an array is freed only by `reclaim` (under the
+        // shard lock, after a grace period) or in `Slots::drop` (C1). Callers hold the shard lock
+        // or a read guard, and the borrow ends before they release it.
         unsafe { &*p }
+    }
+
+    /// The current array, for a lock-free reader inside a read section; valid as long as the
+    /// section (C1).
+    #[inline]
+    pub(crate) fn array_read<'g>(&'g self, _in: &'g ReadGuard<'_>) -> &'g SlotArray {
+        self.array()
+    }
+
+    /// Frees the retired arrays that no open read section may still probe (C1). Shard lock held.
+    pub(crate) fn reclaim(&self, w: &mut SlotsW, readers: &Readers) {
+        w.retired.retain_mut(|r| !readers.observe(&mut r.seen));
     }
 
     /// The sequence number a reader takes before probing (C3).
@@ -300,11 +323,13 @@ impl Slots {
         }
         w.live = live;
         w.tombs = 0;
-        // Release: readers that load the new pointer see its contents.
-        self.current.store(Box::into_raw(new), Ordering::Release);
+        // SeqCst (includes Release: readers that load the new pointer see its contents): the
+        // read-section protocol orders it against the readers' entries (see `readers`).
+        self.current.store(Box::into_raw(new), Ordering::SeqCst);
         // SAFETY: `old_ptr` came from `Box::into_raw` and is no longer current; ownership moves to
-        // `retired`, which keeps it allocated until the shard drops (C1).
-        w.retired.push(unsafe { Box::from_raw(old_ptr) });
+        // `retired`, which keeps it allocated until `reclaim` sees no read section that may probe
+        // it (C1).
+        w.retired.push(Retired { arr: unsafe { Box::from_raw(old_ptr) }, seen: 0 });
         // Release: a reader that sees the new `seq` sees the new pointer (C3).
         self.seq.fetch_add(2, Ordering::Release);
         self.reaped.store(0, Ordering::Relaxed);
@@ -313,7 +338,7 @@ impl Slots {
     /// Bytes held: the current array and the retired ones.
     pub(crate) fn memory(&self, w: &SlotsW) -> usize {
         let cur = self.array().cap() * 8;
-        cur + w.retired.iter().map(|a| a.cap() * 8).sum::<usize>()
+        cur + w.retired.iter().map(|r| r.arr.cap() * 8).sum::<usize>()
     }
 
     /// Asserts C1-C3 over the current array (under the shard lock).

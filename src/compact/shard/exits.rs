@@ -63,6 +63,8 @@ impl<K, V> Shard<K, V> {
                 let g = &mut *g;
                 let pal = &self.common.palette;
                 g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
+                // Arrays retired by growth are freed here once no lookup may probe them (C1).
+                self.slots.reclaim(&mut g.slots, &self.common.readers);
                 while ne < want && nr < BATCH {
                     let (r, from) = match g.timers.pop_due(&self.arena, t, &mut work) {
                         Popped::Timer(r, from) => (r, from),
@@ -108,14 +110,16 @@ impl<K, V> Shard<K, V> {
             }
             if ne > 0 {
                 let mut slots = [0u64; BATCH];
+                let rg = self.common.readers.enter();
                 for (i, r) in expired[..ne].iter().enumerate() {
                     let r = r.as_ref().expect("filled");
                     let gen = r.record().gen().wrapping_sub(1);
                     let h = hash(r.key());
                     // Fetch the slot's line before taking the lock, not while holding it.
-                    super::super::slots::prefetch(self.home_addr(h));
+                    super::super::slots::prefetch(self.home_addr(h, &rg));
                     slots[i] = slot::pack(slot::tag_of(h), gen, r.index());
                 }
+                drop(rg);
                 let mut g = self.lock();
                 for v in &slots[..ne] {
                     self.clear_slot(&mut g, *v);
