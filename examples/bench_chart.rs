@@ -119,12 +119,12 @@ fn metric_title(m: &Metric) -> String {
     format!("{} (threads={}) [{}; {better}]", m.0, m.1, m.2)
 }
 
-fn tables(rows: &[Row], sizes: &[u64]) -> String {
+fn tables(rows: &[Row], sizes: &[u64], dir: &Path) -> String {
     let bs = backends(rows);
     let mut out = String::new();
     for &n in sizes {
         let at_n: Vec<Row> = rows.iter().filter(|r| r.flows == n).cloned().collect();
-        let _ = writeln!(out, "#### {n} flows (`design/bench-results/flowbench-{n}.txt`)\n");
+        let _ = writeln!(out, "#### {n} flows (`{}/flowbench-{n}.txt`)\n", dir.display());
         let _ = writeln!(out, "Each cell: the value, and in parentheses its ratio to `dashmap`.\n");
         let _ = write!(out, "| case | threads | unit |");
         for b in &bs {
@@ -258,7 +258,7 @@ fn machine(dir: &Path) -> String {
         "Hypervisor vendor:",
         "Virtualization type:",
     ];
-    let mut out = String::from("Run conditions (from `design/bench-results/machine.txt`):\n\n");
+    let mut out = format!("Run conditions (from `{}/machine.txt`):\n\n", dir.display());
     for line in text.lines() {
         let l = line.trim();
         if KEEP.iter().any(|k| l.starts_with(k)) {
@@ -295,7 +295,7 @@ fn main() {
 
     let svg = dir.join("chart.svg");
     std::fs::write(&svg, chart(&rows, &sizes)).expect("write chart.svg");
-    let t = machine(&dir) + &tables(&rows, &sizes);
+    let t = machine(&dir) + &tables(&rows, &sizes, &dir);
     std::fs::write(dir.join("tables.md"), &t).expect("write tables.md");
     eprintln!("wrote {} and tables.md ({} measurements, sizes {sizes:?})", svg.display(), rows.len());
 
