@@ -285,9 +285,7 @@ impl Timers {
 
     /// Takes every entry out, with its count.
     pub(crate) fn drain_into<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
-        let mut main = Vec::new();
-        self.main.drain_into(&mut main);
-        out.extend(main.into_iter().map(|i| adopt(arena, i)));
+        self.main.drain(|i| out.push(adopt(arena, i)));
         out.extend(self.side.drain().map(|e| adopt(arena, e as u32)));
     }
 

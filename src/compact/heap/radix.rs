@@ -381,13 +381,17 @@ impl Radix {
 
     /// Takes every entry out.
     pub(crate) fn drain_into(&mut self, out: &mut Vec<u32>) {
+        self.drain(|e| out.push(e));
+    }
+
+    /// Takes every entry out, handing each to `f`; the blocks go back to the pool.
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(u32)) {
         let pending = std::mem::replace(&mut self.pending, NIL);
-        let heads: Vec<u32> = self.buckets.iter().map(|b| b.head).chain(std::iter::once(pending)).collect();
-        self.buckets = [EMPTY_BUCKET; BUCKETS];
-        for mut id in heads {
+        for b in 0..=BUCKETS {
+            let mut id = if b < BUCKETS { std::mem::replace(&mut self.buckets[b], EMPTY_BUCKET).head } else { pending };
             while id != NIL {
                 let blk = self.pool.get(id);
-                out.extend_from_slice(&blk.items[..blk.len as usize]);
+                blk.items[..blk.len as usize].iter().for_each(|&e| f(e));
                 let next = blk.next;
                 self.pool.release(id);
                 id = next;
