@@ -385,6 +385,7 @@ impl<K, V> Shard<K, V> {
             return false;
         }
         rec.bump_gen(); // Upholds C2: its slot is dead from now on (reaped by the next probe).
+        self.slots.orphan();
         self.common.unreserve();
         self.count(Event::Left(RemovalCause::Expired));
         if let (Some(l), Some(value)) = (self.common.listener.as_ref(), dead.value()) {
