@@ -239,12 +239,13 @@ where
         let g = self.common.readers.enter();
         for chunk in keys.chunks(BATCH) {
             let mut hashes = [0u64; BATCH];
-            // 1: hash, and prefetch each key's home slot.
+            // 1: hash, and prefetch each key's home slot (and the next line when the home is at
+            // the end of its line).
             for (h, k) in hashes.iter_mut().zip(chunk) {
                 *h = self.hash_key(k);
                 prefetch(self.shard(*h).home_addr(*h, &g));
             }
-            // 2: prefetch the record the home slot names (when its tag matches).
+            // 2: prefetch the record named by the first slot of the run whose tag matches.
             for h in &hashes[..chunk.len()] {
                 if let Some(p) = self.shard(*h).home_record_addr(*h, &g) {
                     prefetch(p);

@@ -739,21 +739,37 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     }
 }
 
+/// Slots of a probe run that `get_batch` looks through for the record to prefetch.
+const PREFETCH_RUN: usize = 6;
+
 impl<K, V> Shard<K, V> {
     /// The address of the home slot of `hash` (for prefetching).
     #[inline]
     pub(crate) fn home_addr(&self, hash: u64, g: &ReadGuard<'_>) -> *const u8 {
         let arr = self.slots.array_read(g);
-        arr.addr(arr.home(slot::tag_of(hash)))
+        let home = arr.home(slot::tag_of(hash));
+        arr.prefetch_run(home);
+        arr.addr(home)
     }
 
-    /// The address of the record the home slot of `hash` names, if its tag matches.
+    /// The address of the record named by the first slot with the tag of `hash` among the first
+    /// few of its probe run (a key sits a slot or two past its home at usual load factors).
     #[inline]
     pub(crate) fn home_record_addr(&self, hash: u64, g: &ReadGuard<'_>) -> Option<*const u8> {
         let arr = self.slots.array_read(g);
         let tag = slot::tag_of(hash);
-        let v = arr.get(arr.home(tag));
-        (slot::is_live(v) && slot::tag(v) == tag).then(|| self.arena.addr(slot::idx(v)))
+        let mut p = arr.home(tag);
+        for _ in 0..PREFETCH_RUN {
+            let v = arr.get(p);
+            if v == slot::EMPTY {
+                return None;
+            }
+            if slot::is_live(v) && slot::tag(v) == tag {
+                return Some(self.arena.addr(slot::idx(v)));
+            }
+            p = arr.next(p);
+        }
+        None
     }
 
     /// The table is being dropped: every flow leaves (cause `Removed`), every timer is released.
