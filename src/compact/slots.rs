@@ -31,9 +31,9 @@ const MIN_CAP: usize = 16;
 /// large table that grew to its size then sits between 62% and 78% full instead of 39% and 78%
 /// (slots are a fifth to a quarter of a flow's bytes: 10.3 to 12.8 bytes instead of up to 20.5),
 /// and growth holds the old and the new array together at 2.25 times the old size instead of 3.
-/// Over a table's growth it copies four times as many slots as
-/// doubling would; growth reads only the slot words (see `Slots::grow`: the old array in order,
-/// the new one almost in order since homes are monotonic in the tag), a few nanoseconds per flow.
+/// Over a table's growth it copies four times as many slots as doubling would; growth reads only
+/// the slot words (see `Slots::grow`: the old array in order, the new one almost in order since
+/// homes are monotonic in the tag), a few nanoseconds per slot.
 fn grown_cap(cap: usize) -> usize {
     if cap < 4096 {
         cap * 2
@@ -389,7 +389,6 @@ impl Slots {
         // Release: a reader that sees the new `seq` sees the new pointer (C3).
         self.seq.fetch_add(2, Ordering::Release);
         self.lockless.reaped.store(0, Ordering::Relaxed);
-        self.lockless.orphaned.store(0, Ordering::Relaxed);
     }
 
     /// Bytes held: the current array and the retired ones.
