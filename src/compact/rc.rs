@@ -428,9 +428,11 @@ impl<K, V> Creation<K, V> {
     pub(crate) fn into_ref(mut self) -> RecordRef<K, V> {
         debug_assert!(!matches!(timew::status(self.r.record().time_word()), timew::PENDING | timew::CANCELLED));
         self.wrote = false;
-        let r = self.r.clone();
-        drop(self);
-        r
+        // No clone and drop (two atomic read-modify-writes): the reference moves out, and the
+        // `Creation`, which has nothing left to take back, is not dropped.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `r` is moved out exactly once.
+        unsafe { std::ptr::read(&this.r) }
     }
 }
 
