@@ -31,7 +31,13 @@
 //! | `allocs_per_op_get`, `allocs_per_op_get_or_insert_existing`, `allocs_per_op_touch`, `allocs_per_op_insert_new`, `allocs_per_op_expire` | `allocs_per_op` | allocation calls per operation at N flows, one thread; `expire` at steady size (one new flow per expired one), per expired flow |
 //!
 //! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
-//! the wall time of the measured loop, threads started on a barrier. Keys come from seeded
+//! the wall time of the measured loop, threads started on a barrier. The repetitions of `get`,
+//! `get_batch`, `insert`, `setup_rate`, `teardown_rate` and `mixed` are interleaved across the
+//! tables measured: round r runs one repetition of every table, in an order that rotates from
+//! round to round, so a machine whose speed drifts over the run (a virtual machine's does, by
+//! 10-20% over minutes) slows every table alike and the ratios between them hold still; stderr
+//! shows each round. (`get` tables are built and filled before the first round, so at 10^7 flows
+//! they are all in memory at once.) Keys come from seeded
 //! generators; lookups walk the keys in a shuffled order, so at 10^7 flows nearly every lookup
 //! misses the caches. Peers and what stands in for their expiry: see `benches/support/adapter.rs`.
 //! Memory comes from a counting `#[global_allocator]` (requested bytes; the allocator's own
@@ -152,26 +158,64 @@ struct Runner<'a> {
     order: Vec<Key>,
 }
 
-impl Visit for Runner<'_> {
+/// Runs one case that is measured backend by backend (memory, allocations, `mixed_scaling`).
+struct OneCase<'r, 'a> {
+    runner: &'r Runner<'a>,
+    case: &'r str,
+}
+
+impl Visit for OneCase<'_, '_> {
     fn visit<B: BenchTable>(&mut self) {
-        if self.o.backend.as_deref().is_some_and(|b| b != B::name()) {
+        let r = self.runner;
+        if r.o.backend.as_deref().is_some_and(|b| b != B::name()) {
             return;
         }
-        for case in &self.o.cases {
-            eprintln!("# {} {case} flows={}", B::name(), self.o.flows);
-            match case.as_str() {
-                "memory" => self.memory::<B>(),
-                "memory_sized" => self.memory_sized::<B>(),
-                "get" | "get_batch" => self.get::<B>(case == "get_batch"),
-                "insert" => self.insert::<B>(),
-                "setup_rate" => self.setup_rate::<B>(),
-                "teardown_rate" => self.teardown_rate::<B>(),
-                "mixed" => self.mixed::<B>(),
-                "mixed_scaling" => self.mixed_scaling::<B>(),
-                "allocs_per_op" => self.allocs_per_op::<B>(),
-                _ => unreachable!("checked in parse_args"),
-            }
+        eprintln!("# {} {} flows={}", B::name(), self.case, r.o.flows);
+        match self.case {
+            "memory" => r.memory::<B>(),
+            "memory_sized" => r.memory_sized::<B>(),
+            "mixed_scaling" => r.mixed_scaling::<B>(),
+            "allocs_per_op" => r.allocs_per_op::<B>(),
+            _ => unreachable!("an interleaved case"),
         }
+    }
+}
+
+/// The cases whose repetitions are interleaved across tables (see [`Runner::interleave`]).
+const INTERLEAVED: &[&str] = &["get", "get_batch", "insert", "setup_rate", "teardown_rate", "mixed"];
+
+/// One table's repetitions of one case: `run(rep)` measures one.
+struct Reps<'r> {
+    name: &'static str,
+    case: &'static str,
+    threads: usize,
+    unit: &'static str,
+    run: Box<dyn FnMut(usize) -> f64 + 'r>,
+}
+
+/// Collects every selected table's [`Reps`] of one case.
+struct Collect<'r, 'a> {
+    runner: &'r Runner<'a>,
+    case: &'r str,
+    out: Vec<Reps<'r>>,
+}
+
+impl<'r> Visit for Collect<'r, '_> {
+    fn visit<B: BenchTable>(&mut self) {
+        let r = self.runner;
+        if r.o.backend.as_deref().is_some_and(|b| b != B::name()) {
+            return;
+        }
+        eprintln!("# {} {} flows={}: setting up", B::name(), self.case, r.o.flows);
+        let reps = match self.case {
+            "get" | "get_batch" => r.get::<B>(self.case == "get_batch"),
+            "insert" => r.insert::<B>(),
+            "setup_rate" => r.setup_rate::<B>(),
+            "teardown_rate" => r.teardown_rate::<B>(),
+            "mixed" => r.mixed::<B>(),
+            _ => unreachable!("not an interleaved case"),
+        };
+        self.out.push(reps);
     }
 }
 
@@ -187,6 +231,31 @@ impl Runner<'_> {
         let each: Vec<String> = v.iter().map(|x| format!("{x:.4e}")).collect();
         eprintln!("#   repetitions: {}", each.join(" "));
         median(&mut v)
+    }
+
+    /// Runs the tables' repetitions of one case in rounds, one repetition of every table per
+    /// round (the order rotating from round to round), and prints each table's median. A virtual
+    /// machine's speed drifts over seconds to minutes; measured this way, every table sees the
+    /// same drift, so the ratios between tables hold still where table-by-table runs minutes apart
+    /// did not. Each round's values go to stderr.
+    fn interleave(&self, mut tables: Vec<Reps<'_>>) {
+        let k = tables.len();
+        let mut vals: Vec<Vec<f64>> = vec![Vec::new(); k];
+        for rep in 0..self.o.reps.max(1) {
+            let mut line = Vec::new();
+            for j in 0..k {
+                let i = (j + rep) % k;
+                let v = (tables[i].run)(rep);
+                vals[i].push(v);
+                line.push(format!("{} {v:.4e}", tables[i].name));
+            }
+            eprintln!("#   round {rep}: {}", line.join(", "));
+        }
+        for (t, v) in tables.iter().zip(&mut vals) {
+            let each: Vec<String> = v.iter().map(|x| format!("{x:.4e}")).collect();
+            eprintln!("#   {} {} repetitions: {}", t.name, t.case, each.join(" "));
+            emit(t.name, t.case, self.n(), t.threads, median(v), t.unit);
+        }
     }
 
     fn memory<B: BenchTable>(&self) {
@@ -217,13 +286,14 @@ impl Runner<'_> {
         drop(t);
     }
 
-    fn get<B: BenchTable>(&self, batch: bool) {
+    /// `get` / `get_batch`: the table is built and filled here, once; each repetition looks up.
+    fn get<B: BenchTable>(&self, batch: bool) -> Reps<'_> {
         let (n, threads) = (self.n(), self.o.threads);
         let t = B::build(&Setup::growing(LONG));
         fill(&t, &self.keys, T0);
         let ops = n.max(MIN_OPS).div_ceil(BATCH) * BATCH;
         let order = &self.order;
-        let mops = self.reps(|_| {
+        let run = move |_| {
             let (wall, hits) = run_threads(threads, |ti| {
                 // Each thread walks the same shuffled sequence from its own starting point.
                 let mut pos = ti * n / threads;
@@ -255,13 +325,14 @@ impl Runner<'_> {
                 eprintln!("# warning: {hits} hits of {done} lookups");
             }
             done as f64 / wall.as_secs_f64() / 1e6
-        });
-        emit(B::name(), if batch { "get_batch" } else { "get" }, n, threads, mops, "mops");
+        };
+        let case = if batch { "get_batch" } else { "get" };
+        Reps { name: B::name(), case, threads, unit: "mops", run: Box::new(run) }
     }
 
-    fn insert<B: BenchTable>(&self) {
+    fn insert<B: BenchTable>(&self) -> Reps<'_> {
         let n = self.n();
-        let mops = self.reps(|_| {
+        let run = move |_| {
             let t = B::build(&Setup::growing(LONG));
             let start = Instant::now();
             fill(&t, &self.order, T0);
@@ -271,13 +342,13 @@ impl Runner<'_> {
                 eprintln!("# warning: {} holds {} flows after {n} inserts", B::name(), t.len());
             }
             n as f64 / wall.as_secs_f64() / 1e6
-        });
-        emit(B::name(), "insert", n, 1, mops, "mops");
+        };
+        Reps { name: B::name(), case: "insert", threads: 1, unit: "mops", run: Box::new(run) }
     }
 
-    fn setup_rate<B: BenchTable>(&self) {
+    fn setup_rate<B: BenchTable>(&self) -> Reps<'_> {
         let n = self.n();
-        let rate = self.reps(|_| {
+        let run = move |_| {
             let t = B::build(&Setup { capacity: n, max_flows: n, timeout: LONG });
             let start = Instant::now();
             let mut made = 0usize;
@@ -289,14 +360,14 @@ impl Runner<'_> {
                 eprintln!("# warning: {made} of {n} flows set up");
             }
             made as f64 / wall.as_secs_f64()
-        });
-        emit(B::name(), "setup_rate", n, 1, rate, "flows_per_s");
+        };
+        Reps { name: B::name(), case: "setup_rate", threads: 1, unit: "flows_per_s", run: Box::new(run) }
     }
 
-    fn teardown_rate<B: BenchTable>(&self) {
+    fn teardown_rate<B: BenchTable>(&self) -> Reps<'_> {
         let n = self.n();
         let timeout = Duration::from_secs(60);
-        let rate = self.reps(|_| {
+        let run = move |_| {
             let t = B::build(&Setup::growing(timeout));
             fill(&t, &self.order, T0);
             t.settle();
@@ -315,14 +386,14 @@ impl Runner<'_> {
                 eprintln!("# warning: {gone} of {n} flows torn down");
             }
             gone as f64 / wall.as_secs_f64()
-        });
-        emit(B::name(), "teardown_rate", n, 1, rate, "flows_per_s");
+        };
+        Reps { name: B::name(), case: "teardown_rate", threads: 1, unit: "flows_per_s", run: Box::new(run) }
     }
 
-    fn mixed<B: BenchTable>(&self) {
+    fn mixed<B: BenchTable>(&self) -> Reps<'_> {
         let threads = self.o.threads;
-        let mops = self.reps(|rep| self.mixed_once::<B>(threads, rep));
-        emit(B::name(), "mixed", self.n(), threads, mops, "mops");
+        let run = move |rep| self.mixed_once::<B>(threads, rep);
+        Reps { name: B::name(), case: "mixed", threads, unit: "mops", run: Box::new(run) }
     }
 
     /// The scaling of `mixed`: each repetition runs it on one thread and then on T, back to back,
@@ -530,8 +601,17 @@ fn main() {
     }
     let keys = keys(1, o.flows);
     let order = shuffled(&keys, 7);
-    let mut runner = Runner { o: &o, keys, order };
+    let runner = Runner { o: &o, keys, order };
     // A peer named with --backend runs without --peers.
     let peers = o.peers || o.backend.as_deref().is_some_and(|b| b.starts_with("peer-"));
-    for_each_table(&mut runner, peers);
+    for case in &o.cases {
+        if INTERLEAVED.contains(&case.as_str()) {
+            let mut c = Collect { runner: &runner, case, out: Vec::new() };
+            for_each_table(&mut c, peers);
+            let tables = c.out;
+            runner.interleave(tables);
+        } else {
+            for_each_table(&mut OneCase { runner: &runner, case }, peers);
+        }
+    }
 }
