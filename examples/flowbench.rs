@@ -24,6 +24,7 @@
 //! | `get` | `mops` | random hits, one `get` each; T threads on one table, total rate |
 //! | `get_batch` | `mops` | the same keys through `get_batch`, 32 keys per call |
 //! | `insert` | `mops` | `get_or_insert_with` of N new flows into an empty table (no capacity hint), one thread |
+//! | `insert_batch` | `mops` | the same N new flows through `get_or_insert_batch`, 32 keys per call (a backend without a batch path loops over `get_or_insert_with`) |
 //! | `setup_rate` | `flows_per_s` | RFC 9693 setup rate: N new flows into a table built with `capacity(N)` and `max_flows(N)`, until full; one thread |
 //! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
 //! | `mixed` | `mops` | T threads, M = max(N, 2^21) packets each on a virtual clock of 1 µs per packet: 95% of packets revisit a known flow (`get`, then `touch` and count; `get_or_insert_with` if it expired), each thread walking its own N/T of the N flows in a shuffled order, each flow last seen one revisit interval before the run reaches it (so at 10^7 nearly every lookup misses the caches); 5% start a new flow that is never seen again; `expire` every M/64 packets, at the slowest thread's clock. The timeout is 1.25 times a known flow's revisit interval, so known flows stay while new ones go idle and expire; the idle flows of the steady state are created at staggered ages before the run, so about 5% of packets' worth of flows expire during it (stderr shows hits, creations and expiries) |
@@ -32,7 +33,7 @@
 //!
 //! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
 //! the wall time of the measured loop, threads started on a barrier. The repetitions of `get`,
-//! `get_batch`, `insert`, `setup_rate`, `teardown_rate` and `mixed` are interleaved across the
+//! `get_batch`, `insert`, `insert_batch`, `setup_rate`, `teardown_rate` and `mixed` are interleaved across the
 //! tables measured: round r runs one repetition of every table, in an order that rotates from
 //! round to round, so a machine whose speed drifts over the run (a virtual machine's does, by
 //! 10-20% over minutes) slows every table alike and the ratios between them hold still; stderr
@@ -73,6 +74,7 @@ const CASES: &[&str] = &[
     "get",
     "get_batch",
     "insert",
+    "insert_batch",
     "setup_rate",
     "teardown_rate",
     "mixed",
@@ -182,7 +184,7 @@ impl Visit for OneCase<'_, '_> {
 }
 
 /// The cases whose repetitions are interleaved across tables (see [`Runner::interleave`]).
-const INTERLEAVED: &[&str] = &["get", "get_batch", "insert", "setup_rate", "teardown_rate", "mixed"];
+const INTERLEAVED: &[&str] = &["get", "get_batch", "insert", "insert_batch", "setup_rate", "teardown_rate", "mixed"];
 
 /// One table's repetitions of one case: `run(rep)` measures one.
 struct Reps<'r> {
@@ -209,7 +211,7 @@ impl<'r> Visit for Collect<'r, '_> {
         eprintln!("# {} {} flows={}: setting up", B::name(), self.case, r.o.flows);
         let reps = match self.case {
             "get" | "get_batch" => r.get::<B>(self.case == "get_batch"),
-            "insert" => r.insert::<B>(),
+            "insert" | "insert_batch" => r.insert::<B>(self.case == "insert_batch"),
             "setup_rate" => r.setup_rate::<B>(),
             "teardown_rate" => r.teardown_rate::<B>(),
             "mixed" => r.mixed::<B>(),
@@ -330,20 +332,31 @@ impl Runner<'_> {
         Reps { name: B::name(), case, threads, unit: "mops", run: Box::new(run) }
     }
 
-    fn insert<B: BenchTable>(&self) -> Reps<'_> {
+    /// `insert` / `insert_batch`: N new flows into an empty table grown without a hint.
+    fn insert<B: BenchTable>(&self, batch: bool) -> Reps<'_> {
         let n = self.n();
         let run = move |_| {
             let t = B::build(&Setup::growing(LONG));
+            let mut out = Vec::with_capacity(BATCH);
             let start = Instant::now();
-            fill(&t, &self.order, T0);
+            if batch {
+                for chunk in self.order.chunks(BATCH) {
+                    t.get_or_insert_batch(chunk, T0, &mut out);
+                    black_box(&out);
+                }
+            } else {
+                fill(&t, &self.order, T0);
+            }
             let wall = start.elapsed();
+            drop(out);
             t.settle();
             if t.len() != n {
                 eprintln!("# warning: {} holds {} flows after {n} inserts", B::name(), t.len());
             }
             n as f64 / wall.as_secs_f64() / 1e6
         };
-        Reps { name: B::name(), case: "insert", threads: 1, unit: "mops", run: Box::new(run) }
+        let case = if batch { "insert_batch" } else { "insert" };
+        Reps { name: B::name(), case, threads: 1, unit: "mops", run: Box::new(run) }
     }
 
     fn setup_rate<B: BenchTable>(&self) -> Reps<'_> {

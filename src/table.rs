@@ -204,6 +204,51 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
         init: F,
     ) -> Result<GetOrInsert<Self::Handle>, TableFull>;
 
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for many keys, in order, writing one result
+    /// per key into `out` (which is cleared first). `init(i)` makes the value of a flow created
+    /// for `keys[i]`, outside every lock.
+    ///
+    /// Each key is its own atomic `get_or_insert_with`: a key that appears twice is created at most
+    /// once (the second finds the first's flow), and a refused key (`TableFull`) does not stop the
+    /// keys after it. Backends that can overlap the memory accesses of several keys do so (the
+    /// compact backend prefetches every key's slots, then creates): a worker that hands the table
+    /// a burst of packets creates their flows faster than one call per packet would. If `init`
+    /// panics, the panic propagates: `out` holds the results of the keys before it, that key has
+    /// no flow, and the keys after it were not looked at.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, u32> = FlowTableBuilder::new().build()?;
+    /// let key = |port| FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), port, [10, 0, 0, 2].into(), 80, Zone::DEFAULT).0;
+    /// let burst = [key(1000), key(1001), key(1000)];
+    /// let mut out = Vec::new();
+    /// table.get_or_insert_batch(&burst, Timestamp::from_secs(1), |i| i as u32, &mut out);
+    /// let created = out.iter().map(|r| r.as_ref().map(|g| g.created).map_err(|e| *e));
+    /// let created: Vec<bool> = created.collect::<Result<_, _>>()?;
+    /// assert_eq!(created, [true, true, false]); // the third packet found the first one's flow
+    /// assert_eq!(*out[2].as_ref().unwrap().flow, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn get_or_insert_batch<F: FnMut(usize) -> V>(
+        &self,
+        keys: &[K],
+        now: Timestamp,
+        mut init: F,
+        out: &mut Vec<Result<GetOrInsert<Self::Handle>, TableFull>>,
+    ) where
+        K: Clone,
+    {
+        out.clear();
+        out.reserve(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let r = self.get_or_insert_with(k.clone(), now, || init(i));
+            out.push(r);
+        }
+    }
+
     /// Puts a new flow under `key`, replacing any flow there (which leaves with
     /// [`Replaced`](crate::RemovalCause::Replaced); its handles stay valid). Returns the new flow and
     /// the replaced one.

@@ -1,5 +1,6 @@
-//! Zero heap allocations per `get`, `get_batch`, `get_or_insert_with`, `touch` and `expire` once a
-//! compact table is at its steady size (a counting global allocator; counts only the test thread).
+//! Zero heap allocations per `get`, `get_batch`, `get_or_insert_with`, `get_or_insert_batch`,
+//! `touch` and `expire` once a compact table is at its steady size (a counting global allocator;
+//! counts only the test thread).
 #![cfg(feature = "compact")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -100,18 +101,37 @@ fn steady_state_operations_do_not_allocate() {
     });
     assert_eq!(n, 0, "get_or_insert_with (existing) allocated");
 
+    let mut made = Vec::with_capacity(keys.len());
+    let n = allocs_in(|| {
+        for _ in 0..100 {
+            t.get_or_insert_batch(&keys, now, |_| 0, &mut made);
+            assert!(made.iter().all(|r| r.as_ref().is_ok_and(|g| !g.created)));
+        }
+    });
+    assert_eq!(n, 0, "get_or_insert_batch (existing) allocated");
+    made.clear();
+    let mut fresh = Vec::with_capacity(N as usize);
+
     // Churn: expire half, create as many new flows (records, slots and timers are reused).
     let n = allocs_in(|| {
         for round in 0..4u32 {
             let at = ms(25_000 + u64::from(round) * 10_000);
             let gone = t.expire(at, usize::MAX);
             assert!(gone > 0);
-            for i in 0..gone as u32 {
+            // Half the new flows one call each, half in batches.
+            let half = gone as u32 / 2;
+            for i in 0..half {
                 let k = key(4 * N + round * N + i);
                 assert!(t.get_or_insert_with(k, at, || 7).unwrap().created);
             }
+            fresh.clear();
+            fresh.extend((half..gone as u32).map(|i| key(4 * N + round * N + i)));
+            for chunk in fresh.chunks(64) {
+                t.get_or_insert_batch(chunk, at, |_| 7, &mut made);
+                assert!(made.iter().all(|r| r.as_ref().is_ok_and(|g| g.created)));
+            }
         }
     });
-    assert_eq!(n, 0, "expire + get_or_insert_with (new) allocated");
+    assert_eq!(n, 0, "expire + get_or_insert_with / get_or_insert_batch (new) allocated");
     t.debug_validate();
 }

@@ -43,7 +43,10 @@ backend_tests!(
     listener_panic_leaves_table_consistent,
     class_and_mode_round_trip,
     get_batch_matches_get,
+    get_or_insert_batch_matches_one_call_per_key,
+    get_or_insert_batch_when_full_and_when_init_panics,
     concurrent_get_or_insert_one_init_per_key,
+    concurrent_get_or_insert_batch_one_init_per_key,
     lookups_race_expiry,
     touch_races_expiry,
     handles_dropped_on_other_threads,
@@ -552,6 +555,149 @@ fn get_batch_matches_get<B: Backend>() {
     assert!(out.iter().flatten().count() > 10);
     t.get_batch(&[], now, &mut out);
     assert!(out.is_empty());
+}
+
+/// `get_or_insert_batch` gives, key by key, what `get_or_insert_with` would: existing flows found,
+/// expired ones replaced, missing ones created with `init(i)`, a repeated key created once. Batches
+/// longer than a backend's internal step (16 keys in the compact backend) included.
+fn get_or_insert_batch_matches_one_call_per_key<B: Backend>() {
+    let (b, log) = logged::<u64>();
+    let t = build::<B, u64>(b).unwrap();
+    // Even keys exist; those below 20 were created at 0 and are past their 10 s timeout at 15 s.
+    for i in (0..100).step_by(2) {
+        let at = if i < 20 { 0 } else { 10_000 };
+        t.get_or_insert_with(key(i), ms(at), || 1_000 + u64::from(i)).unwrap();
+    }
+    let now = ms(15_000);
+    let mut keys: Vec<_> = (0..100).map(key).collect();
+    keys.extend([key(1), key(3), key(40)]); // repeats: created earlier in this batch / existing
+    let mut out = Vec::new();
+    let mut inits = Vec::new();
+    t.get_or_insert_batch(
+        &keys,
+        now,
+        |i| {
+            inits.push(i);
+            i as u64
+        },
+        &mut out,
+    );
+    assert_eq!(out.len(), keys.len());
+    let mut want_inits = Vec::new();
+    for (i, (k, r)) in keys.iter().zip(&out).enumerate() {
+        let r = r.as_ref().expect("not full");
+        let n = i as u32;
+        assert_eq!(r.flow.key(), k);
+        let (created, value) = match i {
+            100 => (false, 1), // key(1), created at index 1
+            101 => (false, 3), // key(3), created at index 3
+            102 => (false, 1_040),
+            _ if n % 2 == 1 || n < 20 => (true, u64::from(n)),
+            _ => (false, 1_000 + u64::from(n)),
+        };
+        assert_eq!((r.created, *r.flow), (created, value), "key index {i}");
+        if created {
+            want_inits.push(i);
+        }
+        assert!(t.get(k, now).unwrap().same_flow(&r.flow), "key index {i}: the table holds what the batch returned");
+    }
+    assert_eq!(inits, want_inits, "init ran once per created flow, in key order, with the key's index");
+    assert_eq!(t.len(), 100);
+    // The ten expired flows left as expired, replaced by the batch.
+    let expired = causes(&log).iter().filter(|(_, c)| *c == RemovalCause::Expired).count();
+    assert_eq!(expired, 10);
+    // `out` is cleared first; an empty batch gives no results.
+    t.get_or_insert_batch(&[], now, |_| unreachable!("no key"), &mut out);
+    assert!(out.is_empty());
+}
+
+/// At the maximum a batch refuses the new keys and still finds the existing ones after them; a
+/// panicking `init` leaves the results before it, no flow for its key, and a consistent table.
+fn get_or_insert_batch_when_full_and_when_init_panics<B: Backend>() {
+    let t = build::<B, u64>(logged::<u64>().0.max_flows(5)).unwrap();
+    for i in 0..4 {
+        t.get_or_insert_with(key(i), ms(0), || u64::from(i)).unwrap();
+    }
+    let keys = [key(10), key(11), key(0), key(12), key(3)];
+    let mut out = Vec::new();
+    t.get_or_insert_batch(&keys, ms(1), |i| 100 + i as u64, &mut out);
+    assert!(out[0].as_ref().unwrap().created, "the fifth flow fits");
+    assert_eq!(out[1].as_ref().err(), Some(&TableFull { max_flows: 5 }));
+    assert_eq!(*out[2].as_ref().unwrap().flow, 0, "existing flows are found after a refusal");
+    assert_eq!(out[3].as_ref().err(), Some(&TableFull { max_flows: 5 }));
+    assert!(!out[4].as_ref().unwrap().created);
+    assert_eq!(t.len(), 5);
+
+    let t = build::<B, u64>(logged::<u64>().0).unwrap();
+    let keys: Vec<_> = (0..40).map(key).collect();
+    let mut out = Vec::new();
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        t.get_or_insert_batch(
+            &keys,
+            ms(0),
+            |i| {
+                assert_ne!(i, 25, "init panics on key 25");
+                i as u64
+            },
+            &mut out,
+        )
+    }));
+    assert!(caught.is_err());
+    assert_eq!(out.len(), 25, "results of the keys before the panic are kept");
+    assert!(out.iter().all(|r| r.as_ref().is_ok_and(|g| g.created)));
+    assert!(t.get(&key(25), ms(0)).is_none(), "no flow for the key whose init panicked");
+    assert!(t.get(&key(26), ms(0)).is_none(), "keys after the panic were not looked at");
+    assert_eq!(t.len(), 25);
+    // The table goes on working for the same keys.
+    t.get_or_insert_batch(&keys, ms(1), |i| i as u64, &mut out);
+    assert_eq!(out.iter().filter(|r| r.as_ref().unwrap().created).count(), 15);
+    assert_eq!(t.len(), 40);
+}
+
+/// Threads creating overlapping batches (each a rotation of the same keys, with repeats) agree on
+/// one flow per key, and `init` runs once per key.
+fn concurrent_get_or_insert_batch_one_init_per_key<B: Backend>() {
+    let t = build::<B, u64>(FlowTableBuilder::new().shards(2)).unwrap();
+    let nkeys = 40usize;
+    let inits: Vec<AtomicUsize> = (0..nkeys).map(|_| AtomicUsize::new(0)).collect();
+    let threads = 4;
+    let barrier = Barrier::new(threads);
+    let seen: Mutex<Vec<HashSet<u64>>> = Mutex::new(vec![HashSet::new(); nkeys]);
+    thread::scope(|s| {
+        for th in 0..threads {
+            let (t, inits, barrier, seen) = (&t, &inits, &barrier, &seen);
+            s.spawn(move || {
+                // Each thread's batch: all keys from its own starting point, then a few again.
+                let idx: Vec<usize> = (0..nkeys + 5).map(|j| (j + th * 7) % nkeys).collect();
+                let keys: Vec<_> = idx.iter().map(|&k| key(k as u32)).collect();
+                let mut out = Vec::new();
+                barrier.wait();
+                for _round in 0..50 {
+                    t.get_or_insert_batch(
+                        &keys,
+                        ms(0),
+                        |i| {
+                            inits[idx[i]].fetch_add(1, Ordering::SeqCst);
+                            thread::yield_now();
+                            idx[i] as u64 * 1000 + th as u64
+                        },
+                        &mut out,
+                    );
+                    let mut seen = seen.lock().unwrap();
+                    for (&k, r) in idx.iter().zip(&out) {
+                        seen[k].insert(*r.as_ref().unwrap().flow);
+                    }
+                }
+            });
+        }
+    });
+    for (k, n) in inits.iter().enumerate() {
+        assert_eq!(n.load(Ordering::SeqCst), 1, "key {k}: init ran more than once");
+    }
+    for (k, vals) in seen.lock().unwrap().iter().enumerate() {
+        assert_eq!(vals.len(), 1, "key {k}: callers saw different flows {vals:?}");
+    }
+    assert_eq!(t.len(), nkeys);
 }
 
 fn concurrent_get_or_insert_one_init_per_key<B: Backend>() {

@@ -23,6 +23,7 @@ const NEVER: u64 = u64::MAX;
 enum Op {
     Get(u32),
     GetOrInsert(u32),
+    GetOrInsertBatch(Vec<u32>),
     Insert(u32),
     Remove(u32),
     Touch(usize),
@@ -40,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..KEYS).prop_map(Op::Get),
         5 => (0..KEYS).prop_map(Op::GetOrInsert),
+        1 => prop::collection::vec(0..KEYS, 0..40).prop_map(Op::GetOrInsertBatch),
         2 => (0..KEYS).prop_map(Op::Insert),
         2 => (0..KEYS).prop_map(Op::Remove),
         3 => any::<usize>().prop_map(Op::Touch),
@@ -195,6 +197,41 @@ fn run<B: Backend>(ops: &[Op], max_flows: usize, while_held: bool) {
                 if let Ok((id, _)) = want {
                     let f = find(&m, id);
                     m.held.push(f);
+                }
+            }
+            Op::GetOrInsertBatch(ref ks) => {
+                // Key by key, what `GetOrInsert` would give; ids `first + i` for a created flow.
+                let first = next_id;
+                next_id += ks.len() as u64;
+                let keys: Vec<_> = ks.iter().map(|&k| key(k)).collect();
+                let mut out = Vec::new();
+                table.get_or_insert_batch(&keys, ts(now), |i| first + i as u64, &mut out);
+                assert_eq!(out.len(), ks.len(), "{}", ctx());
+                for (i, (&k, r)) in ks.iter().zip(out).enumerate() {
+                    let id = first + i as u64;
+                    let got = r.map(|r| {
+                        let v = (*r.flow, r.created);
+                        handles.push(r.flow);
+                        v
+                    });
+                    let want = match m.visible_at(k, now) {
+                        Some(f) => Ok((m.flows[f].id, false)),
+                        None if m.live() >= m.max_flows => Err(()),
+                        None => {
+                            m.create(k, id, now);
+                            Ok((id, true))
+                        }
+                    };
+                    assert_eq!(
+                        got.as_ref().map_err(|_| ()),
+                        want.as_ref().map_err(|_| ()),
+                        "key {i} of the batch; {}",
+                        ctx()
+                    );
+                    if let Ok((id, _)) = want {
+                        let f = find(&m, id);
+                        m.held.push(f);
+                    }
                 }
             }
             Op::Insert(k) => {

@@ -6,7 +6,10 @@
 //! `chunk` operations whatever number of iterations criterion picks:
 //!
 //! - `get_hit`, `get_miss`: a lookup of a present / absent key;
+//! - `get_batch_hit`: the same present keys through `get_batch`, [`BATCH`] keys per call;
 //! - `get_or_insert_new`: a new flow (a round inserts up to `n/2` new flows, then removes them);
+//! - `get_or_insert_batch_new`: the same through `get_or_insert_batch`, [`BATCH`] keys per call
+//!   (backends without a batch path, and the peers, loop over single calls);
 //! - `touch`: a packet on a flow through a handle held by the caller (handles are touched in
 //!   passes over a shuffled list, the clock advancing 1 ms per pass, so that each touch moves the
 //!   deadline by at least one tick of every backend);
@@ -30,24 +33,39 @@ use crate::support::workload::{key_of, keys, shuffled};
 
 /// A timeout no case outlives.
 const LONG: Duration = Duration::from_secs(1_000_000);
+/// Keys per call of the batch operations (as in `flowbench`).
+const BATCH: usize = 32;
 
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 enum Op {
     GetHit,
     GetMiss,
+    GetBatchHit,
     GetOrInsertNew,
+    GetOrInsertBatchNew,
     Touch,
     Remove,
     Expire,
 }
 
 impl Op {
-    const ALL: [Op; 6] = [Op::GetHit, Op::GetMiss, Op::GetOrInsertNew, Op::Touch, Op::Remove, Op::Expire];
+    const ALL: [Op; 8] = [
+        Op::GetHit,
+        Op::GetMiss,
+        Op::GetBatchHit,
+        Op::GetOrInsertNew,
+        Op::GetOrInsertBatchNew,
+        Op::Touch,
+        Op::Remove,
+        Op::Expire,
+    ];
     fn name(self) -> &'static str {
         match self {
             Op::GetHit => "get_hit",
             Op::GetMiss => "get_miss",
+            Op::GetBatchHit => "get_batch_hit",
             Op::GetOrInsertNew => "get_or_insert_new",
+            Op::GetOrInsertBatchNew => "get_or_insert_batch_new",
             Op::Touch => "touch",
             Op::Remove => "remove",
             Op::Expire => "expire",
@@ -99,9 +117,13 @@ impl Visit for OpBench<'_, '_> {
             (t, keys)
         };
         let id = BenchmarkId::new(B::name(), n);
-        if matches!(op, Op::GetOrInsertNew | Op::Remove | Op::Expire) {
+        if matches!(op, Op::GetOrInsertNew | Op::GetOrInsertBatchNew | Op::Remove | Op::Expire) {
             self.group.throughput(Throughput::Elements(chunk as u64));
             self.group.sampling_mode(SamplingMode::Flat);
+        } else if op == Op::GetBatchHit {
+            // One iteration: one call of `BATCH` keys.
+            self.group.throughput(Throughput::Elements(BATCH as u64));
+            self.group.sampling_mode(SamplingMode::Auto);
         } else {
             self.group.throughput(Throughput::Elements(1));
             self.group.sampling_mode(SamplingMode::Auto);
@@ -125,6 +147,55 @@ impl Visit for OpBench<'_, '_> {
                             pos += 1;
                         }
                         start.elapsed()
+                    });
+                });
+            }
+            Op::GetBatchHit => {
+                let mut order = Vec::new();
+                self.group.bench_function(id, |b| {
+                    let (t, keys) = state.get_or_insert_with(&mut build);
+                    if order.is_empty() {
+                        order = shuffled(keys, 7);
+                    }
+                    let mut out = Vec::with_capacity(BATCH);
+                    let mut pos = 0;
+                    b.iter_custom(|iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            if pos + BATCH > order.len() {
+                                pos = 0;
+                            }
+                            t.get_batch(&order[pos..(pos + BATCH).min(order.len())], T0, &mut out);
+                            black_box(&out);
+                            pos += BATCH;
+                        }
+                        start.elapsed()
+                    });
+                });
+            }
+            Op::GetOrInsertBatchNew => {
+                let mut fresh = 0u64;
+                self.group.bench_function(id, |b| {
+                    let (t, _) = state.get_or_insert_with(&mut build);
+                    b.iter_custom(|iters| {
+                        let mut batch = Vec::with_capacity(chunk);
+                        let mut out = Vec::with_capacity(BATCH);
+                        rounds(iters, chunk, |k| {
+                            batch.clear();
+                            batch.extend((0..k as u64).map(|i| key_of(2, fresh + i)));
+                            fresh += k as u64;
+                            let start = Instant::now();
+                            for keys in batch.chunks(BATCH) {
+                                t.get_or_insert_batch(keys, T0, &mut out);
+                                black_box(&out);
+                            }
+                            out.clear();
+                            let took = start.elapsed();
+                            for key in &batch {
+                                t.remove(key);
+                            }
+                            took
+                        })
                     });
                 });
             }

@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowtable::{DefaultHashBuilder, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp};
+use flowtable::{
+    DefaultHashBuilder, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, GetOrInsert, TableFull, Timestamp,
+};
 
 /// The key every benchmark uses.
 pub type Key = FlowKeyV4;
@@ -75,6 +77,22 @@ pub trait BenchTable: Send + Sync + Sized + 'static {
     }
     /// The live flow under `key`, or a new one; `None` if the table is full. The bool: created.
     fn get_or_insert(&self, key: Key, now: Timestamp) -> Option<(Self::Handle, bool)>;
+    /// `get_or_insert` of every key, one result per key into `out` (cleared first). Flowtable
+    /// backends call their `get_or_insert_batch`; a peer has none, so this loop stands in (a
+    /// refusal reports `max_flows: 0`: the adapter does not know the peer's limit).
+    fn get_or_insert_batch(
+        &self,
+        keys: &[Key],
+        now: Timestamp,
+        out: &mut Vec<Result<GetOrInsert<Self::Handle>, TableFull>>,
+    ) {
+        out.clear();
+        out.extend(keys.iter().map(|&k| {
+            self.get_or_insert(k, now)
+                .map(|(flow, created)| GetOrInsert { flow, created })
+                .ok_or(TableFull { max_flows: 0 })
+        }));
+    }
     /// A packet at `now` on the flow.
     fn touch(&self, flow: &Self::Handle, now: Timestamp) -> bool;
     /// Counts a packet in the flow's value (what a pipeline does with the handle).
@@ -145,6 +163,14 @@ where
     #[inline]
     fn get_or_insert(&self, key: Key, now: Timestamp) -> Option<(T::Handle, bool)> {
         self.0.get_or_insert_with(key, now, || AtomicU64::new(0)).ok().map(|r| (r.flow, r.created))
+    }
+    fn get_or_insert_batch(
+        &self,
+        keys: &[Key],
+        now: Timestamp,
+        out: &mut Vec<Result<GetOrInsert<T::Handle>, TableFull>>,
+    ) {
+        self.0.get_or_insert_batch(keys, now, |_| AtomicU64::new(0), out);
     }
     #[inline]
     fn touch(&self, flow: &T::Handle, now: Timestamp) -> bool {

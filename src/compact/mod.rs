@@ -286,6 +286,40 @@ where
         result
     }
 
+    fn get_or_insert_batch<F: FnMut(usize) -> V>(
+        &self,
+        keys: &[K],
+        now: Timestamp,
+        mut init: F,
+        out: &mut Vec<Result<GetOrInsert<Self::Handle>, TableFull>>,
+    ) where
+        K: Clone,
+    {
+        out.clear();
+        out.reserve(keys.len());
+        for (c, chunk) in keys.chunks(BATCH).enumerate() {
+            let mut hashes = [0u64; BATCH];
+            {
+                // The same two prefetch steps as `get_batch`, in a read section of their own (C1);
+                // the creations below take the shard lock, which is not held inside one.
+                let g = self.common.readers.enter();
+                for (h, k) in hashes.iter_mut().zip(chunk) {
+                    *h = self.hash_key(k);
+                    prefetch(self.shard(*h).home_addr(*h, &g));
+                }
+                for h in &hashes[..chunk.len()] {
+                    if let Some(p) = self.shard(*h).home_record_addr(*h, &g) {
+                        prefetch(p);
+                    }
+                }
+            }
+            for (i, (h, k)) in hashes.iter().zip(chunk).enumerate() {
+                let at = c * BATCH + i;
+                out.push(self.get_or_insert_with_hashed(k.clone(), *h, now, || init(at)));
+            }
+        }
+    }
+
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull> {
         let hash = self.hash_key(&key);
         let (mut key, mut value) = (key, value);
