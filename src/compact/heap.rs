@@ -6,7 +6,10 @@
 //! touch only moves the record's last-seen time; when the filed deadline comes due the expiry pass
 //! finds the moved deadline and files the record again. Removals are lazy too: a removed flow's
 //! entry stays until its filed deadline, then releases the reference (see `design/memory.md` for
-//! why the record has no room for a heap position). A deadline brought *forward* (`set_timeout`
+//! why the record has no room for a heap position), unless the entries of flows that left come to
+//! be half the heap: then one pass takes them all out ([`Timers::note_left`]), so that a table
+//! whose flows mostly leave long before their timeout (`remove`, replacement) keeps no more
+//! records of departed flows than it has live ones. A deadline brought *forward* (`set_timeout`
 //! with a shorter timeout) gets an extra entry in the shard's side heap, whose 8-byte entries carry
 //! their own deadline.
 //!
@@ -19,7 +22,7 @@
 mod radix;
 
 use super::arena::Arena;
-use super::id::NEVER;
+use super::id::{timew, NEVER};
 use super::rc::{Record, RecordRef};
 
 /// A min-heap of `T`s, ordered by a key the caller computes from an entry.
@@ -157,7 +160,15 @@ pub(crate) struct Timers {
     side: Heap<u64>,
     /// Keys count milliseconds from here.
     epoch: u64,
+    /// Flows that left the table while their entries stayed filed, as noted by [`Timers::note_left`]
+    /// since the last purge, less the stale entries popped since (an estimate: a flow with a
+    /// side entry too counts once).
+    left: usize,
 }
+
+/// The fewest noted departures that start a purge: a shard holds about max(this, its live
+/// entries) records of departed flows at most.
+const PURGE_MIN: usize = 64;
 
 /// What [`Timers::pop_due`] found.
 pub(crate) enum Popped<K, V> {
@@ -178,7 +189,46 @@ pub(crate) enum From {
 
 impl Timers {
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Timers { main: radix::Radix::with_capacity(n), side: Heap::with_capacity(0), epoch: 0 }
+        Timers { main: radix::Radix::with_capacity(n), side: Heap::with_capacity(0), epoch: 0, left: 0 }
+    }
+
+    /// Entries in both heaps.
+    pub(crate) fn len(&self) -> usize {
+        self.main.len() + self.side.len()
+    }
+
+    /// Notes that a filed flow left the table (under the shard lock, by the writer that made it
+    /// leave). Once such flows may be half the entries, takes out every entry whose record left,
+    /// with its count, into `out`, which the caller drops after releasing the lock (C9: the
+    /// counts are released as the expiry pass would release them at their deadlines, only
+    /// sooner). Amortised O(1) per departure: a purge scans the heap only after at least half its
+    /// entries were noted.
+    pub(crate) fn note_left<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
+        self.left += 1;
+        if self.left >= PURGE_MIN && self.left * 2 >= self.len() {
+            self.purge_left(arena, out);
+        }
+    }
+
+    /// The expiry pass popped an entry whose flow had left (one fewer to purge).
+    pub(crate) fn popped_stale(&mut self) {
+        self.left = self.left.saturating_sub(1);
+    }
+
+    /// Takes out every entry whose record left the table, with its count (see `note_left`).
+    fn purge_left<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
+        // A filed record is active or has left; it cannot be reused while an entry holds it (C9).
+        let gone = |i: u32| !matches!(timew::status(arena.get(i).time_word()), timew::ACTIVE | timew::PENDING);
+        let mut main = Vec::new();
+        self.main.remove_where(gone, |i| arena.get(i).filed(), &mut main);
+        let mut side = Vec::new();
+        if self.side.len() > 0 {
+            self.side.remove_where(|e| gone(e as u32), side_key, &mut side);
+        }
+        out.reserve(main.len() + side.len());
+        out.extend(main.into_iter().map(|i| adopt(arena, i)));
+        out.extend(side.into_iter().map(|e| adopt(arena, e as u32)));
+        self.left = 0;
     }
 
     /// The key of deadline `d` (ms).
@@ -285,6 +335,7 @@ impl Timers {
 
     /// Takes every entry out, with its count.
     pub(crate) fn drain_into<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
+        self.left = 0;
         self.main.drain(|i| out.push(adopt(arena, i)));
         out.extend(self.side.drain().map(|e| adopt(arena, e as u32)));
     }

@@ -482,6 +482,45 @@ mod tests {
         bounds::<CompactFlow<FlowKeyV4, u64>>();
     }
 
+    /// Flows that leave long before their timeout (removed, replaced) do not keep their records
+    /// allocated until it passes: the heap purges their entries once they are half of it, so the
+    /// table's memory stays near that of its live flows under any amount of churn.
+    #[test]
+    fn departed_flows_do_not_pile_up_in_the_heap() {
+        let t: CompactFlowTable<u64, u64> =
+            FlowTableBuilder::new().shards(2).idle_timeout(Duration::from_secs(3600)).build().unwrap();
+        let now = Timestamp::from_secs(10);
+        for k in 0..2000u64 {
+            t.get_or_insert_with(k, now, || k).unwrap();
+        }
+        let steady = t.memory_bytes();
+        // 400,000 flows come and go (a third by `insert` replacing them), 2,000 stay.
+        for round in 0..200u64 {
+            let base = 10_000 + round * 2000;
+            for k in base..base + 2000 {
+                t.get_or_insert_with(k, now, || k).unwrap();
+            }
+            for k in (base..base + 2000).step_by(3) {
+                t.insert(k, 0, now).unwrap();
+            }
+            for k in base..base + 2000 {
+                assert!(t.remove(&k).is_some());
+            }
+        }
+        assert_eq!(t.len(), 2000);
+        t.debug_validate();
+        let after = t.memory_bytes();
+        // Lazy deletion without a purge would hold ~400,000 records (16 MB) here.
+        assert!(after < 4 * steady, "memory grew from {steady} to {after} bytes under churn");
+        // The live flows are intact and expire on time.
+        for k in 0..2000u64 {
+            assert_eq!(*t.get(&k, now).unwrap(), k);
+        }
+        assert_eq!(t.expire(now + Duration::from_secs(3600), usize::MAX), 2000);
+        assert!(t.is_empty());
+        t.debug_validate();
+    }
+
     #[test]
     fn basic_lifecycle() {
         let t: CompactFlowTable<u64, u64> =

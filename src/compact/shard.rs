@@ -549,6 +549,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                             Ok(()) => {
                                 rec.record().bump_gen(); // Upholds C2.
                                 self.common.unreserve(); // Upholds C12.
+                                g.timers.note_left(&self.arena, &mut defer.more);
                                 displaced = Some(rec);
                             }
                             Err(true) => {
@@ -653,7 +654,8 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     if r.visible(t, &self.common.palette) {
                         if r.transition(timew::ACTIVE, cause_status(RemovalCause::Replaced)) {
                             r.bump_gen(); // Upholds C2.
-                                          // The replaced flow's room passes to the new one (C12).
+                            g.timers.note_left(&self.arena, &mut defer.more);
+                            // The replaced flow's room passes to the new one (C12).
                             left = Some((rec, RemovalCause::Replaced));
                             break;
                         }
@@ -666,6 +668,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                         if r.leave_if_due(t, &self.common.palette).is_ok() {
                             r.bump_gen(); // Upholds C2.
                             self.common.unreserve(); // Upholds C12.
+                            g.timers.note_left(&self.arena, &mut defer.more);
                             left = Some((rec, RemovalCause::Expired));
                             break;
                         }
@@ -722,6 +725,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                     rec.record().bump_gen(); // Upholds C2.
                     self.common.unreserve(); // Upholds C12.
                     self.slots.clear(&mut g.slots, pos, v);
+                    g.timers.note_left(&self.arena, &mut defer.more);
                     Some(rec)
                 } else {
                     defer.push(rec);

@@ -176,7 +176,7 @@ impl Radix {
         Radix { buckets: [EMPTY_BUCKET; BUCKETS], pending: NIL, last: 0, len: 0, pool }
     }
 
-    #[cfg(test)]
+    /// Entries filed.
     pub(crate) fn len(&self) -> usize {
         self.len
     }

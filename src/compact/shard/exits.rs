@@ -87,6 +87,7 @@ impl<K, V> Shard<K, V> {
                             nr += 1;
                         }
                         Due::Stale => {
+                            g.timers.popped_stale();
                             released[nr] = Some(r);
                             nr += 1;
                         }
@@ -254,14 +255,17 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn evict(&self, idx: u32, gen: u8, hash: &dyn Fn(&K) -> u64) -> bool {
         let Some(r) = self.arena.try_ref(idx, gen) else { return false };
         let class = id::class(r.record().time_word());
+        let mut purged = Vec::new(); // dropped after the lock (see `Timers::note_left`)
         let left = {
-            let _g = self.lock();
+            let mut g = self.lock();
             let ok = r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Evicted));
             if ok {
                 r.record().bump_gen(); // Upholds C2.
+                g.timers.note_left(&self.arena, &mut purged);
             }
             ok
         };
+        drop(purged);
         if left {
             let v = slot::pack(slot::tag_of(hash(r.key())), gen, idx);
             let mut g = self.lock();
