@@ -521,6 +521,35 @@ mod tests {
         t.debug_validate();
     }
 
+    /// A flow whose timeout was shortened (a firewall on FIN) expires through its side entry; its
+    /// main entry, filed under the long timeout, must not keep the record until then either.
+    #[test]
+    fn flows_expired_early_by_a_shorter_timeout_do_not_pile_up() {
+        let t: CompactFlowTable<u64, u64> =
+            FlowTableBuilder::new().shards(2).idle_timeout(Duration::from_secs(3600)).build().unwrap();
+        let mut now = Timestamp::from_secs(10);
+        for k in 0..2000u64 {
+            t.get_or_insert_with(k, now, || k).unwrap();
+        }
+        let steady = t.memory_bytes();
+        for round in 0..200u64 {
+            let base = 10_000 + round * 2000;
+            for k in base..base + 2000 {
+                let f = t.get_or_insert_with(k, now, || k).unwrap().flow;
+                f.set_timeout(Duration::from_secs(1));
+            }
+            now = now + Duration::from_secs(1);
+            assert_eq!(t.expire(now, usize::MAX), 2000, "round {round}");
+        }
+        assert_eq!(t.len(), 2000);
+        t.debug_validate();
+        let after = t.memory_bytes();
+        assert!(after < 4 * steady, "memory grew from {steady} to {after} bytes under churn");
+        assert_eq!(t.expire(Timestamp::from_secs(10) + Duration::from_secs(3600), usize::MAX), 2000);
+        assert!(t.is_empty());
+        t.debug_validate();
+    }
+
     #[test]
     fn basic_lifecycle() {
         let t: CompactFlowTable<u64, u64> =

@@ -93,7 +93,11 @@ impl<K, V> Shard<K, V> {
                         }
                         Due::Expired => {
                             r.record().bump_gen(); // Upholds C2.
-                                                   // Upholds C12; when reclaiming, the first room goes to the caller.
+                            if from == From::Side {
+                                // Its main entry, filed under the longer timeout, stays behind.
+                                g.timers.note_left(&self.arena, &mut extra);
+                            }
+                            // Upholds C12; when reclaiming, the first room goes to the caller.
                             let hand_over = matches!(reclaim, Some(false));
                             if hand_over {
                                 *reclaim = Some(true);
