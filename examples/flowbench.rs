@@ -26,6 +26,7 @@
 //! | `insert` | `mops` | `get_or_insert_with` of N new flows into an empty table (no capacity hint), one thread |
 //! | `insert_batch` | `mops` | the same N new flows through `get_or_insert_batch`, 32 keys per call (a backend without a batch path loops over `get_or_insert_with`) |
 //! | `setup_rate` | `flows_per_s` | RFC 9693 setup rate: N new flows into a table built with `capacity(N)` and `max_flows(N)`, until full; one thread |
+//! | `evict_rate` | `flows_per_s` | a flood at the maximum: a table built with `capacity(N)`, `max_flows(N)` and `CapacityPolicy::Evict`, filled with N flows seen 1 ms apart (untimed), then min(N, 2^18) new flows, each evicting the least recently seen; one thread. Flowtable backends only (the peers have no such policy) |
 //! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
 //! | `mixed` | `mops` | T threads, M = max(N, 2^21) packets each on a virtual clock of 1 µs per packet: 95% of packets revisit a known flow (`get`, then `touch` and count; `get_or_insert_with` if it expired), each thread walking its own N/T of the N flows in a shuffled order, each flow last seen one revisit interval before the run reaches it (so at 10^7 nearly every lookup misses the caches); 5% start a new flow that is never seen again; `expire` every M/64 packets, at the slowest thread's clock. The timeout is 1.25 times a known flow's revisit interval, so known flows stay while new ones go idle and expire; the idle flows of the steady state are created at staggered ages before the run, so about 5% of packets' worth of flows expire during it (stderr shows hits, creations and expiries) |
 //! | `mixed_scaling` | `ratio` | with `--threads T` (T > 1): `mixed` on T threads over `mixed` on one, each repetition running the two back to back; the median of the repetitions' ratios. Skipped with one thread |
@@ -76,6 +77,7 @@ const CASES: &[&str] = &[
     "insert",
     "insert_batch",
     "setup_rate",
+    "evict_rate",
     "teardown_rate",
     "mixed",
     "mixed_scaling",
@@ -184,7 +186,8 @@ impl Visit for OneCase<'_, '_> {
 }
 
 /// The cases whose repetitions are interleaved across tables (see [`Runner::interleave`]).
-const INTERLEAVED: &[&str] = &["get", "get_batch", "insert", "insert_batch", "setup_rate", "teardown_rate", "mixed"];
+const INTERLEAVED: &[&str] =
+    &["get", "get_batch", "insert", "insert_batch", "setup_rate", "evict_rate", "teardown_rate", "mixed"];
 
 /// One table's repetitions of one case: `run(rep)` measures one.
 struct Reps<'r> {
@@ -213,6 +216,8 @@ impl<'r> Visit for Collect<'r, '_> {
             "get" | "get_batch" => r.get::<B>(self.case == "get_batch"),
             "insert" | "insert_batch" => r.insert::<B>(self.case == "insert_batch"),
             "setup_rate" => r.setup_rate::<B>(),
+            "evict_rate" if B::name().starts_with("peer-") => return,
+            "evict_rate" => r.evict_rate::<B>(),
             "teardown_rate" => r.teardown_rate::<B>(),
             "mixed" => r.mixed::<B>(),
             _ => unreachable!("not an interleaved case"),
@@ -266,7 +271,11 @@ impl Runner<'_> {
 
     fn memory_sized<B: BenchTable>(&self) {
         let n = self.n();
-        self.memory_with::<B>(&Setup { capacity: n, max_flows: usize::MAX, timeout: LONG }, "memory_sized", None);
+        self.memory_with::<B>(
+            &Setup { capacity: n, max_flows: usize::MAX, timeout: LONG, evict: false },
+            "memory_sized",
+            None,
+        );
     }
 
     fn memory_with<B: BenchTable>(&self, setup: &Setup, case: &str, capacity_case: Option<&str>) {
@@ -362,7 +371,7 @@ impl Runner<'_> {
     fn setup_rate<B: BenchTable>(&self) -> Reps<'_> {
         let n = self.n();
         let run = move |_| {
-            let t = B::build(&Setup { capacity: n, max_flows: n, timeout: LONG });
+            let t = B::build(&Setup { capacity: n, max_flows: n, timeout: LONG, evict: false });
             let start = Instant::now();
             let mut made = 0usize;
             for &k in &self.order {
@@ -375,6 +384,31 @@ impl Runner<'_> {
             made as f64 / wall.as_secs_f64()
         };
         Reps { name: B::name(), case: "setup_rate", threads: 1, unit: "flows_per_s", run: Box::new(run) }
+    }
+
+    /// `evict_rate`: new flows into a full evicting table.
+    fn evict_rate<B: BenchTable>(&self) -> Reps<'_> {
+        let n = self.n();
+        let m = n.min(1 << 18);
+        let fresh: Vec<Key> = (0..m as u64).map(|i| key_of(5, i)).collect();
+        let run = move |_| {
+            let t = B::build(&Setup { capacity: n, max_flows: n, timeout: LONG, evict: true });
+            for (i, &k) in self.order.iter().enumerate() {
+                let _ = t.get_or_insert(k, T0 + Duration::from_millis(i as u64));
+            }
+            let now = T0 + Duration::from_millis(n as u64);
+            let start = Instant::now();
+            let mut made = 0usize;
+            for &k in &fresh {
+                made += usize::from(t.get_or_insert(k, now).is_some_and(|(_, created)| created));
+            }
+            let wall = start.elapsed();
+            if made != m || t.len() != n {
+                eprintln!("# warning: {made} of {m} flows made, {} held of {n}", t.len());
+            }
+            made as f64 / wall.as_secs_f64()
+        };
+        Reps { name: B::name(), case: "evict_rate", threads: 1, unit: "flows_per_s", run: Box::new(run) }
     }
 
     fn teardown_rate<B: BenchTable>(&self) -> Reps<'_> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -16,6 +16,7 @@ use flowtable::{
 
 overload_backend_tests!(
     eviction_follows_the_fixed_order,
+    eviction_order_is_exact_at_scale,
     expired_flows_are_reclaimed_first,
     emergency_mode_shortens_new_timeouts,
     flood_never_evicts_busy_established_flows,
@@ -56,6 +57,102 @@ fn eviction_follows_the_fixed_order<B: Backend>() {
     assert_eq!((s.evicted, s.evicted_embryonic, s.evicted_closing, s.evicted_established), (6, 2, 2, 2));
     assert_eq!(s.rejected_full, 0);
     assert_eq!(t.len(), 6);
+}
+
+/// The fixed order at a size where the compact backend's eviction queues are bounded (a scan
+/// keeps an eighth of a shard's flows per class) and rebuilt many times: thousands of evictions
+/// among touches, class changes and removals, every victim checked against a model (the least
+/// recently seen flow of the lowest class; every step is 1 ms later, so no two flows tie).
+fn eviction_order_is_exact_at_scale<B: Backend>() {
+    const MAX: u32 = 3_000;
+    let (b, log) = evicting(MAX as usize);
+    let t = build::<B, u64>(b.idle_timeout(secs(3_600))).unwrap();
+    // The model: key id -> (class, last seen), and the same ordered for the eviction choice.
+    let mut live: HashMap<u32, (u8, u64)> = HashMap::new();
+    let mut order: BTreeSet<(u8, u64, u32)> = BTreeSet::new();
+    let mut now = 1_000u64;
+    for id in 0..MAX {
+        now += 1;
+        t.get_or_insert_with(key(id), ms(now), || u64::from(id)).unwrap();
+        live.insert(id, (0, now));
+        order.insert((0, now, id));
+    }
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut fresh = MAX;
+    let mut evictions = 0;
+    for step in 0..30_000u32 {
+        now += 1;
+        let ids: Vec<u32> = if step % 64 == 0 { live.keys().copied().collect() } else { Vec::new() };
+        let pick = |r: u64, live: &HashMap<u32, (u8, u64)>| -> Option<u32> {
+            // A live id near a random one (ids are dense enough that few probes are needed).
+            (0..64).map(|i| ((r as u32).wrapping_add(i)) % fresh).find(|id| live.contains_key(id))
+        };
+        let r = next();
+        match r % 10 {
+            0..=3 => {
+                // A new flow: the table is full, so the model's first flow is evicted.
+                let &(_, _, victim) = order.iter().next().unwrap();
+                let id = fresh;
+                fresh += 1;
+                let g = t.get_or_insert_with(key(id), ms(now), || u64::from(id)).unwrap();
+                assert!(g.created);
+                let got = log.lock().unwrap().last().copied();
+                assert_eq!(got, Some((u64::from(victim), RemovalCause::Evicted)), "step {step}");
+                let (c, l) = live.remove(&victim).unwrap();
+                order.remove(&(c, l, victim));
+                live.insert(id, (0, now));
+                order.insert((0, now, id));
+                evictions += 1;
+            }
+            4..=6 => {
+                if let Some(id) = pick(next(), &live) {
+                    let f = t.get(&key(id), ms(now)).expect("live");
+                    assert!(f.touch(ms(now)));
+                    let (c, l) = live[&id];
+                    order.remove(&(c, l, id));
+                    live.insert(id, (c, now));
+                    order.insert((c, now, id));
+                }
+            }
+            7..=8 => {
+                if let Some(id) = pick(next(), &live) {
+                    let class =
+                        [FlowClass::Embryonic, FlowClass::Closing, FlowClass::Established][(next() % 3) as usize];
+                    t.get(&key(id), ms(now)).expect("live").set_class(class);
+                    let (c, l) = live[&id];
+                    order.remove(&(c, l, id));
+                    live.insert(id, (class as u8, l));
+                    order.insert((class as u8, l, id));
+                }
+            }
+            _ => {
+                if let Some(id) = pick(next(), &live) {
+                    if r % 4 == 0 {
+                        assert!(t.remove(&key(id)).is_some());
+                        let (c, l) = live.remove(&id).unwrap();
+                        order.remove(&(c, l, id));
+                        // Refill to the maximum without an eviction.
+                        let id = fresh;
+                        fresh += 1;
+                        assert!(t.get_or_insert_with(key(id), ms(now), || u64::from(id)).unwrap().created);
+                        live.insert(id, (0, now));
+                        order.insert((0, now, id));
+                    }
+                }
+            }
+        }
+        if !ids.is_empty() {
+            assert_eq!(t.len(), live.len(), "step {step}");
+        }
+    }
+    assert!(evictions > 10_000, "{evictions}");
+    assert_eq!(t.stats().evicted, evictions);
 }
 
 fn expired_flows_are_reclaimed_first<B: Backend>() {

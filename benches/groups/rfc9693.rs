@@ -56,7 +56,7 @@ impl Visit for Rfc<'_, '_> {
                     left -= k as u64;
                     if setup {
                         // A table that holds exactly `k` flows, filled until full.
-                        let t = B::build(&Setup { capacity: k, max_flows: k, timeout: TIMEOUT });
+                        let t = B::build(&Setup { capacity: k, max_flows: k, timeout: TIMEOUT, evict: false });
                         let start = Instant::now();
                         for &key in &keys[..k] {
                             black_box(t.get_or_insert(key, T0));

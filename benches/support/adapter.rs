@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowtable::{
-    DefaultHashBuilder, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, GetOrInsert, TableFull, Timestamp,
+    CapacityPolicy, DefaultHashBuilder, FlowHandle, FlowKeyV4, FlowTable, FlowTableBuilder, GetOrInsert, TableFull,
+    Timestamp,
 };
 
 /// The key every benchmark uses.
@@ -51,12 +52,15 @@ pub struct Setup {
     pub max_flows: usize,
     /// The idle timeout, on the virtual clock.
     pub timeout: Duration,
+    /// At `max_flows`, evict (`CapacityPolicy::Evict`) instead of refusing. Flowtable backends
+    /// only: the peers keep their own policy (moka and quick_cache evict, the maps refuse).
+    pub evict: bool,
 }
 
 impl Setup {
     /// A growing table without limit.
     pub fn growing(timeout: Duration) -> Self {
-        Setup { capacity: 0, max_flows: usize::MAX, timeout }
+        Setup { capacity: 0, max_flows: usize::MAX, timeout, evict: false }
     }
 }
 
@@ -147,6 +151,7 @@ where
         let t = FlowTableBuilder::new()
             .capacity(s.capacity)
             .max_flows(s.max_flows)
+            .capacity_policy(if s.evict { CapacityPolicy::Evict } else { CapacityPolicy::Reject })
             .idle_timeout(s.timeout)
             .build::<T>()
             .expect("benchmark table config");

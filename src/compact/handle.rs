@@ -107,7 +107,7 @@ where
         id::class(self.word())
     }
     fn set_class(&self, class: FlowClass) {
-        let _ = self.0.record().update_time(|w| Some(timew::with_class(w, class as u8)));
+        self.0.shard().0.set_class(&self.0, class);
     }
     #[inline]
     fn same_flow(&self, other: &Self) -> bool {

@@ -125,8 +125,8 @@ where
     /// lowest class. The room of the flow that goes is handed to the caller, so that a racing
     /// creation cannot take it.
     ///
-    /// Cost: the eviction step scans every shard's slots (O(flows)); a flood at a large maximum
-    /// pays that per new flow (a per-class recency order is future work, see the report).
+    /// Cost: each shard's candidate is the front of its eviction queues (`shard/victims.rs`), so an
+    /// eviction costs O(shards) amortised, plus a scan of a shard per eighth of its flows evicted.
     fn make_room(&self, now: Timestamp) -> Room {
         let hash = |k: &K| self.hash_key(k);
         let n = self.shards.len();

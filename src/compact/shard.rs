@@ -123,6 +123,8 @@ struct Locked {
     timers: Timers,
     /// Head of the free list of records (`NONE` if empty).
     free: u32,
+    /// The eviction order (tables with `CapacityPolicy::Evict` only; see [`victims`]).
+    victims: victims::Victims,
 }
 
 /// One shard. Fields that writers change often (the lock, the record count, the search
@@ -242,6 +244,7 @@ const LOCK_SPINS: usize = 200;
 const BATCH: usize = 32;
 
 mod exits;
+mod victims;
 
 impl<K, V> Shard<K, V> {
     pub(crate) fn new(slots_cap: usize, heap_cap: usize, common: Arc<Common<K, V>>) -> Self {
@@ -250,7 +253,12 @@ impl<K, V> Shard<K, V> {
             refs: CachePadded(AtomicUsize::new(1)),
             slots,
             arena: Arena::new(),
-            locked: CachePadded(Mutex::new(Locked { slots: w, timers: Timers::with_capacity(heap_cap), free: NONE })),
+            locked: CachePadded(Mutex::new(Locked {
+                slots: w,
+                timers: Timers::with_capacity(heap_cap),
+                free: NONE,
+                victims: victims::Victims::new(),
+            })),
             created: Condvar::new(),
             common,
             search: CachePadded::default(),
@@ -492,11 +500,39 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         Some(self.arena.create(idx, key, time))
     }
 
-    /// Files an active record's timer and counts its creation (shard lock held).
+    /// Files an active record's timer (and, in an evicting table, its eviction entry) and counts
+    /// its creation (shard lock held).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
         let deadline = r.record().deadline(&self.common.palette);
         w.timers.push(r.clone(), deadline, From::Main);
+        if self.common.occ.policy() == crate::CapacityPolicy::Evict {
+            self.file_victim(w, r);
+        }
         self.count(Event::Created);
+    }
+
+    /// Files `r` in the eviction queue of its current class (shard lock held; evicting tables).
+    fn file_victim(&self, w: &mut Locked, r: &RecordRef<K, V>) {
+        let t = r.record().time_word();
+        let c = victims::Cand { last: timew::last(t), birth: timew::birth(t), idx: r.index(), gen: r.record().gen() };
+        w.victims.file(id::class(t), c, w.slots.live);
+    }
+
+    /// `set_class` on a flow of this shard: one CAS on the time word. An evicting table does it
+    /// under the shard lock and files the flow in its new class's eviction queue in the same hold
+    /// (its entry in the old class's queue goes stale), so an eviction never sees it in neither.
+    pub(crate) fn set_class(&self, r: &RecordRef<K, V>, class: FlowClass) {
+        let set = |w| Some(timew::with_class(w, class as u8));
+        if self.common.occ.policy() != crate::CapacityPolicy::Evict {
+            let _ = r.record().update_time(set);
+            return;
+        }
+        let mut g = self.lock();
+        let old = r.record().update_time(set);
+        let filed = r.record().filed() != UNFILED;
+        if old.is_ok_and(|w| id::class(w) != class && timew::status(w) == timew::ACTIVE) && filed {
+            self.file_victim(&mut g, r);
+        }
     }
 
     /// `get_or_insert_with` on this shard (see the trait). `init` runs with no lock held.

@@ -195,6 +195,7 @@ impl<K, V> Shard<K, V> {
                 }
             }
             g.timers.drain_into(&self.arena, &mut other);
+            g.victims.reset();
         }
         self.finish_exits(&removed);
         let n = removed.len();
@@ -223,12 +224,55 @@ impl<K, V> Shard<K, V> {
     }
 
     /// The eviction candidate of this shard: its active flow of the lowest class, least recently
-    /// seen first, as `(class, last seen, index, generation)`. Reads the records' words without
-    /// taking references (they are atomics in memory that stays allocated, C6); `evict` validates.
+    /// seen first, as `(class, last seen, birth)`, index and generation. The front of the shard's
+    /// eviction queues ([`victims`](super::victims)), after a scan of the shard if they do not
+    /// describe it. Reads the records' words without taking references (they are atomics in memory
+    /// that stays allocated, C6); `evict` validates.
     pub(crate) fn victim(&self) -> Option<Victim> {
-        let _g = self.lock();
+        let mut g = self.lock();
+        let g = &mut *g;
+        let check = |e: &victims::Cand, class: FlowClass| {
+            let rec = self.arena.get(e.idx);
+            let a = rec.refs_word();
+            let w = rec.time_word();
+            // A `WhileHeld` flow its timer released holds no reference of the table's: it is no
+            // candidate (it leaves with its last handle).
+            if refw::gen(a) != e.gen
+                || refw::rc(a) == 0
+                || timew::status(w) != timew::ACTIVE
+                || refw::filed(a) == UNFILED
+                || id::class(w) != class
+            {
+                victims::Check::Stale
+            } else {
+                victims::Check::Seen(timew::last(w), timew::birth(w))
+            }
+        };
+        let front = match g.victims.front(check) {
+            Ok(f) => f,
+            Err(()) => {
+                let all = self.candidates();
+                // The scan's own best, in case the queues come out unusable (every kept candidate
+                // of a class changed between the scan and the look at its front: touches and class
+                // changes do not wait for the lock).
+                let best = all.iter().map(|&(class, c)| (class, c)).reduce(|a, b| {
+                    if id::evicts_before((b.0, b.1.last, b.1.birth), (a.0, a.1.last, a.1.birth)) {
+                        b
+                    } else {
+                        a
+                    }
+                });
+                g.victims.rebuild(all, g.slots.live);
+                g.victims.front(check).unwrap_or(best)
+            }
+        };
+        front.map(|(class, c)| Victim { order: (class, c.last, c.birth), idx: c.idx, gen: c.gen })
+    }
+
+    /// Every eviction candidate of the shard, with its class (a scan of the slots, lock held).
+    fn candidates(&self) -> Vec<(FlowClass, victims::Cand)> {
         let arr = self.slots.array();
-        let mut best: Option<Victim> = None;
+        let mut out = Vec::new();
         for p in 0..arr.cap() {
             let v = arr.get(p);
             if !slot::is_live(v) {
@@ -240,18 +284,14 @@ impl<K, V> Shard<K, V> {
                 continue;
             }
             let w = rec.time_word();
-            // A `WhileHeld` flow its timer released holds no reference of the table's: it is no
-            // candidate (it leaves with its last handle).
             if timew::status(w) != timew::ACTIVE || refw::filed(a) == UNFILED {
                 continue;
             }
             let c =
-                Victim { order: (id::class(w), timew::last(w), timew::birth(w)), idx: slot::idx(v), gen: slot::gen(v) };
-            if best.as_ref().map_or(true, |b| id::evicts_before(c.order, b.order)) {
-                best = Some(c);
-            }
+                victims::Cand { last: timew::last(w), birth: timew::birth(w), idx: slot::idx(v), gen: slot::gen(v) };
+            out.push((id::class(w), c));
         }
-        best
+        out
     }
 
     /// Evicts the flow at `idx` if it still has generation `gen` and is active; its room is handed
