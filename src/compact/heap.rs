@@ -7,11 +7,11 @@
 //! finds the moved deadline and files the record again. Removals are lazy too: a removed flow's
 //! entry stays until its filed deadline, then releases the reference (see `design/memory.md` for
 //! why the record has no room for a heap position), unless the entries of flows that left come to
-//! be half the heap: then one pass takes them all out ([`Timers::note_left`]), so that a table
-//! whose flows mostly leave long before their timeout (`remove`, replacement) keeps no more
-//! records of departed flows than it has live ones. A deadline brought *forward* (`set_timeout`
-//! with a shorter timeout) gets an extra entry in the shard's side heap, whose 8-byte entries carry
-//! their own deadline.
+//! be a third of the heap: then one pass takes them all out ([`Timers::note_left`]), so that a
+//! table whose flows mostly leave long before their timeout (`remove`, replacement, eviction)
+//! keeps at most half as many records of departed flows as it has live ones. A deadline brought
+//! *forward* (`set_timeout` with a shorter timeout) gets an extra entry in the shard's side heap,
+//! whose 8-byte entries carry their own deadline.
 //!
 //! All operations run under the shard lock. Keys are `u32` milliseconds after the shard's heap
 //! epoch (deadlines before it are 0, beyond the window saturate, never is `u32::MAX`); when `now`
@@ -166,7 +166,7 @@ pub(crate) struct Timers {
     left: usize,
 }
 
-/// The fewest noted departures that start a purge: a shard holds about max(this, its live
+/// The fewest noted departures that start a purge: a shard holds about max(this, half its live
 /// entries) records of departed flows at most.
 const PURGE_MIN: usize = 64;
 
@@ -198,14 +198,14 @@ impl Timers {
     }
 
     /// Notes that a filed flow left the table (under the shard lock, by the writer that made it
-    /// leave). Once such flows may be half the entries, takes out every entry whose record left,
-    /// with its count, into `out`, which the caller drops after releasing the lock (C9: the
+    /// leave). Once such flows may be a third of the entries, takes out every entry whose record
+    /// left, with its count, into `out`, which the caller drops after releasing the lock (C9: the
     /// counts are released as the expiry pass would release them at their deadlines, only
-    /// sooner). Amortised O(1) per departure: a purge scans the heap only after at least half its
-    /// entries were noted.
+    /// sooner). Amortised O(1) per departure: a purge scans the heap only after at least a third
+    /// of its entries were noted (three entries per departure).
     pub(crate) fn note_left<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
         self.left += 1;
-        if self.left >= PURGE_MIN && self.left * 2 >= self.len() {
+        if self.left >= PURGE_MIN && self.left * 3 >= self.len() {
             self.purge_left(arena, out);
         }
     }

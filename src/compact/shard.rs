@@ -835,7 +835,7 @@ impl<K, V> Shard<K, V> {
     /// Bytes held by the shard's structures.
     pub(crate) fn memory(&self) -> usize {
         let g = self.lock();
-        self.slots.memory(&g.slots) + self.arena.memory() + g.timers.memory()
+        self.slots.memory(&g.slots) + self.arena.memory() + g.timers.memory() + g.victims.memory()
     }
 
     /// Asserts the shard's invariants (lock taken here).

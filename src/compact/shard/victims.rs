@@ -90,9 +90,10 @@ pub(crate) fn keep(live: usize) -> usize {
     (live / 8).max(64)
 }
 
-/// The queue length past which the queues are dropped (stale entries outnumber the flows).
+/// The queue length past which the queues are dropped: a class's queue may hold every flow of
+/// the shard (a flood makes them all embryonic), and stale entries up to a quarter more.
 fn slack(live: usize) -> usize {
-    2 * live + 256
+    live + live / 4 + 256
 }
 
 impl Victims {
@@ -104,6 +105,11 @@ impl Victims {
     #[cfg(test)]
     pub(crate) fn built(&self) -> bool {
         self.built
+    }
+
+    /// Bytes held (the queues' capacity).
+    pub(crate) fn memory(&self) -> usize {
+        self.classes.iter().map(|c| c.q.capacity() * std::mem::size_of::<Cand>()).sum()
     }
 
     /// Forgets everything (the next eviction scans).
@@ -130,6 +136,7 @@ impl Victims {
                 // Everything before position k sorts no later than v[k]; keep those strictly
                 // before the bound's time (V), and the ones at it, which are harmless extras.
                 v.truncate(k);
+                v.shrink_to_fit();
                 bound
             } else {
                 u64::MAX
