@@ -231,31 +231,18 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn victim(&self) -> Option<Victim> {
         let mut g = self.lock();
         let g = &mut *g;
-        let check = |e: &victims::Cand, class: FlowClass| {
-            let rec = self.arena.get(e.idx);
-            let a = rec.refs_word();
-            let w = rec.time_word();
-            // A `WhileHeld` flow its timer released holds no reference of the table's: it is no
-            // candidate (it leaves with its last handle).
-            if refw::gen(a) != e.gen
-                || refw::rc(a) == 0
-                || timew::status(w) != timew::ACTIVE
-                || refw::filed(a) == UNFILED
-                || id::class(w) != class
-            {
-                victims::Check::Stale
-            } else {
-                victims::Check::Seen(timew::last(w), timew::birth(w))
-            }
+        let check = |e: &victims::Cand, class: FlowClass| match self.candidate(e.idx, e.gen) {
+            Some(w) if id::class(w) == class => victims::Check::Seen(timew::last(w), timew::birth(w)),
+            _ => victims::Check::Stale,
         };
         let front = match g.victims.front(check) {
             Ok(f) => f,
             Err(()) => {
                 let all = self.candidates();
                 // The scan's own best, in case the queues come out unusable (every kept candidate
-                // of a class changed between the scan and the look at its front: touches and class
-                // changes do not wait for the lock).
-                let best = all.iter().map(|&(class, c)| (class, c)).reduce(|a, b| {
+                // of a class touched between the scan and the look at its front: touches do not
+                // wait for the lock).
+                let best = all.iter().copied().reduce(|a, b| {
                     if id::evicts_before((b.0, b.1.last, b.1.birth), (a.0, a.1.last, a.1.birth)) {
                         b
                     } else {
@@ -269,6 +256,18 @@ impl<K, V> Shard<K, V> {
         front.map(|(class, c)| Victim { order: (class, c.last, c.birth), idx: c.idx, gen: c.gen })
     }
 
+    /// The time word of record `idx` if it is still generation `gen` and an eviction candidate:
+    /// active, and held by its timer (a `WhileHeld` flow its timer released holds no reference of
+    /// the table's: it leaves with its last handle). Reads without taking a reference (C6).
+    fn candidate(&self, idx: u32, gen: u8) -> Option<u64> {
+        let rec = self.arena.get(idx);
+        let a = rec.refs_word();
+        let w = rec.time_word();
+        let ok =
+            refw::gen(a) == gen && refw::rc(a) != 0 && timew::status(w) == timew::ACTIVE && refw::filed(a) != UNFILED;
+        ok.then_some(w)
+    }
+
     /// Every eviction candidate of the shard, with its class (a scan of the slots, lock held).
     fn candidates(&self) -> Vec<(FlowClass, victims::Cand)> {
         let arr = self.slots.array();
@@ -278,18 +277,15 @@ impl<K, V> Shard<K, V> {
             if !slot::is_live(v) {
                 continue;
             }
-            let rec = self.arena.get(slot::idx(v));
-            let a = rec.refs_word();
-            if refw::gen(a) != slot::gen(v) || refw::rc(a) == 0 {
-                continue;
+            if let Some(w) = self.candidate(slot::idx(v), slot::gen(v)) {
+                let c = victims::Cand {
+                    last: timew::last(w),
+                    birth: timew::birth(w),
+                    idx: slot::idx(v),
+                    gen: slot::gen(v),
+                };
+                out.push((id::class(w), c));
             }
-            let w = rec.time_word();
-            if timew::status(w) != timew::ACTIVE || refw::filed(a) == UNFILED {
-                continue;
-            }
-            let c =
-                victims::Cand { last: timew::last(w), birth: timew::birth(w), idx: slot::idx(v), gen: slot::gen(v) };
-            out.push((id::class(w), c));
         }
         out
     }
