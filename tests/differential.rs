@@ -129,6 +129,17 @@ impl Model {
         self.map.insert(k, f);
         f
     }
+    /// What `get_or_insert_with(k)` at `now` gives, the id `id` for a new flow (`Err` when full);
+    /// the caller then holds the flow.
+    fn get_or_insert(&mut self, k: u32, id: u64, now: u64) -> Result<(u64, bool), ()> {
+        let r = match self.visible_at(k, now) {
+            Some(f) => (f, false),
+            None if self.live() >= self.max_flows => return Err(()),
+            None => (self.create(k, id, now), true),
+        };
+        self.held.push(r.0);
+        Ok((self.flows[r.0].id, r.1))
+    }
     fn held_count(&self, f: usize) -> usize {
         self.held.iter().filter(|&&h| h == f).count()
     }
@@ -185,19 +196,8 @@ fn run<B: Backend>(ops: &[Op], max_flows: usize, while_held: bool) {
                     handles.push(r.flow);
                     v
                 });
-                let want = match m.visible_at(k, now) {
-                    Some(f) => Ok((m.flows[f].id, false)),
-                    None if m.live() >= m.max_flows => Err(()),
-                    None => {
-                        m.create(k, id, now);
-                        Ok((id, true))
-                    }
-                };
+                let want = m.get_or_insert(k, id, now);
                 assert_eq!(got.as_ref().map_err(|_| ()), want.as_ref().map_err(|_| ()), "{}", ctx());
-                if let Ok((id, _)) = want {
-                    let f = find(&m, id);
-                    m.held.push(f);
-                }
             }
             Op::GetOrInsertBatch(ref ks) => {
                 // Key by key, what `GetOrInsert` would give; ids `first + i` for a created flow.
@@ -214,24 +214,9 @@ fn run<B: Backend>(ops: &[Op], max_flows: usize, while_held: bool) {
                         handles.push(r.flow);
                         v
                     });
-                    let want = match m.visible_at(k, now) {
-                        Some(f) => Ok((m.flows[f].id, false)),
-                        None if m.live() >= m.max_flows => Err(()),
-                        None => {
-                            m.create(k, id, now);
-                            Ok((id, true))
-                        }
-                    };
-                    assert_eq!(
-                        got.as_ref().map_err(|_| ()),
-                        want.as_ref().map_err(|_| ()),
-                        "key {i} of the batch; {}",
-                        ctx()
-                    );
-                    if let Ok((id, _)) = want {
-                        let f = find(&m, id);
-                        m.held.push(f);
-                    }
+                    let want = m.get_or_insert(k, id, now);
+                    let at = format!("key {i} of the batch; {}", ctx());
+                    assert_eq!(got.as_ref().map_err(|_| ()), want.as_ref().map_err(|_| ()), "{at}");
                 }
             }
             Op::Insert(k) => {

@@ -173,7 +173,8 @@ impl Visit for OpBench<'_, '_> {
                     });
                 });
             }
-            Op::GetOrInsertBatchNew => {
+            Op::GetOrInsertNew | Op::GetOrInsertBatchNew => {
+                let batched = op == Op::GetOrInsertBatchNew;
                 let mut fresh = 0u64;
                 self.group.bench_function(id, |b| {
                     let (t, _) = state.get_or_insert_with(&mut build);
@@ -185,33 +186,16 @@ impl Visit for OpBench<'_, '_> {
                             batch.extend((0..k as u64).map(|i| key_of(2, fresh + i)));
                             fresh += k as u64;
                             let start = Instant::now();
-                            for keys in batch.chunks(BATCH) {
-                                t.get_or_insert_batch(keys, T0, &mut out);
-                                black_box(&out);
-                            }
-                            out.clear();
-                            let took = start.elapsed();
-                            for key in &batch {
-                                t.remove(key);
-                            }
-                            took
-                        })
-                    });
-                });
-            }
-            Op::GetOrInsertNew => {
-                let mut fresh = 0u64;
-                self.group.bench_function(id, |b| {
-                    let (t, _) = state.get_or_insert_with(&mut build);
-                    b.iter_custom(|iters| {
-                        let mut batch = Vec::with_capacity(chunk);
-                        rounds(iters, chunk, |k| {
-                            batch.clear();
-                            batch.extend((0..k as u64).map(|i| key_of(2, fresh + i)));
-                            fresh += k as u64;
-                            let start = Instant::now();
-                            for &key in &batch {
-                                black_box(t.get_or_insert(key, T0));
+                            if batched {
+                                for keys in batch.chunks(BATCH) {
+                                    t.get_or_insert_batch(keys, T0, &mut out);
+                                    black_box(&out);
+                                }
+                                out.clear();
+                            } else {
+                                for &key in &batch {
+                                    black_box(t.get_or_insert(key, T0));
+                                }
                             }
                             let took = start.elapsed();
                             for key in &batch {

@@ -482,18 +482,40 @@ mod tests {
         bounds::<CompactFlow<FlowKeyV4, u64>>();
     }
 
-    /// Flows that leave long before their timeout (removed, replaced) do not keep their records
-    /// allocated until it passes: the heap purges their entries once they are half of it, so the
-    /// table's memory stays near that of its live flows under any amount of churn.
-    #[test]
-    fn departed_flows_do_not_pile_up_in_the_heap() {
+    /// A table with an hour's idle timeout holding flows 0..2,000 created at `t0`, and its bytes.
+    fn table_before_churn(t0: Timestamp) -> (CompactFlowTable<u64, u64>, usize) {
         let t: CompactFlowTable<u64, u64> =
             FlowTableBuilder::new().shards(2).idle_timeout(Duration::from_secs(3600)).build().unwrap();
-        let now = Timestamp::from_secs(10);
         for k in 0..2000u64 {
-            t.get_or_insert_with(k, now, || k).unwrap();
+            t.get_or_insert_with(k, t0, || k).unwrap();
         }
         let steady = t.memory_bytes();
+        (t, steady)
+    }
+
+    /// After the churn: memory stayed near its start, and flows 0..2,000 are intact and expire
+    /// on time (an hour after `t0`).
+    fn check_after_churn(t: &CompactFlowTable<u64, u64>, steady: usize, t0: Timestamp) {
+        assert_eq!(t.len(), 2000);
+        t.debug_validate();
+        let after = t.memory_bytes();
+        // Lazy deletion without a purge would hold every departed record (15-20 MB) here.
+        assert!(after < 4 * steady, "memory grew from {steady} to {after} bytes under churn");
+        for k in 0..2000u64 {
+            assert_eq!(*t.get(&k, t0).unwrap(), k);
+        }
+        assert_eq!(t.expire(t0 + Duration::from_secs(3600), usize::MAX), 2000);
+        assert!(t.is_empty());
+        t.debug_validate();
+    }
+
+    /// Flows that leave long before their timeout (removed, replaced) do not keep their records
+    /// allocated until it passes: the heap purges their entries once they are a third of it, so
+    /// the table's memory stays near that of its live flows under any amount of churn.
+    #[test]
+    fn departed_flows_do_not_pile_up_in_the_heap() {
+        let now = Timestamp::from_secs(10);
+        let (t, steady) = table_before_churn(now);
         // 400,000 flows come and go (a third by `insert` replacing them), 2,000 stay.
         for round in 0..200u64 {
             let base = 10_000 + round * 2000;
@@ -507,31 +529,16 @@ mod tests {
                 assert!(t.remove(&k).is_some());
             }
         }
-        assert_eq!(t.len(), 2000);
-        t.debug_validate();
-        let after = t.memory_bytes();
-        // Lazy deletion without a purge would hold ~400,000 records (16 MB) here.
-        assert!(after < 4 * steady, "memory grew from {steady} to {after} bytes under churn");
-        // The live flows are intact and expire on time.
-        for k in 0..2000u64 {
-            assert_eq!(*t.get(&k, now).unwrap(), k);
-        }
-        assert_eq!(t.expire(now + Duration::from_secs(3600), usize::MAX), 2000);
-        assert!(t.is_empty());
-        t.debug_validate();
+        check_after_churn(&t, steady, now);
     }
 
     /// A flow whose timeout was shortened (a firewall on FIN) expires through its side entry; its
     /// main entry, filed under the long timeout, must not keep the record until then either.
     #[test]
     fn flows_expired_early_by_a_shorter_timeout_do_not_pile_up() {
-        let t: CompactFlowTable<u64, u64> =
-            FlowTableBuilder::new().shards(2).idle_timeout(Duration::from_secs(3600)).build().unwrap();
-        let mut now = Timestamp::from_secs(10);
-        for k in 0..2000u64 {
-            t.get_or_insert_with(k, now, || k).unwrap();
-        }
-        let steady = t.memory_bytes();
+        let t0 = Timestamp::from_secs(10);
+        let (t, steady) = table_before_churn(t0);
+        let mut now = t0;
         for round in 0..200u64 {
             let base = 10_000 + round * 2000;
             for k in base..base + 2000 {
@@ -541,13 +548,7 @@ mod tests {
             now = now + Duration::from_secs(1);
             assert_eq!(t.expire(now, usize::MAX), 2000, "round {round}");
         }
-        assert_eq!(t.len(), 2000);
-        t.debug_validate();
-        let after = t.memory_bytes();
-        assert!(after < 4 * steady, "memory grew from {steady} to {after} bytes under churn");
-        assert_eq!(t.expire(Timestamp::from_secs(10) + Duration::from_secs(3600), usize::MAX), 2000);
-        assert!(t.is_empty());
-        t.debug_validate();
+        check_after_churn(&t, steady, t0);
     }
 
     #[test]
