@@ -158,6 +158,24 @@ where
         }
     }
 
+    /// The hashes of `chunk` (at most [`BATCH`] keys), after prefetching, for each key, its home
+    /// slot (and the next line when the home ends its line) and then the record named by the
+    /// first slot of its run whose tag matches: the misses of the whole chunk are in flight
+    /// together before any probe (`get_batch`, `get_or_insert_batch`).
+    fn hash_and_prefetch(&self, chunk: &[K], g: &readers::ReadGuard<'_>) -> [u64; BATCH] {
+        let mut hashes = [0u64; BATCH];
+        for (h, k) in hashes.iter_mut().zip(chunk) {
+            *h = self.hash_key(k);
+            prefetch(self.shard(*h).home_addr(*h, g));
+        }
+        for h in &hashes[..chunk.len()] {
+            if let Some(p) = self.shard(*h).home_record_addr(*h, g) {
+                prefetch(p);
+            }
+        }
+        hashes
+    }
+
     /// Asserts the invariants of every shard (does nothing in release builds).
     #[doc(hidden)]
     pub fn debug_validate(&self) {
@@ -238,20 +256,8 @@ where
         // One read section for the whole batch (C1).
         let g = self.common.readers.enter();
         for chunk in keys.chunks(BATCH) {
-            let mut hashes = [0u64; BATCH];
-            // 1: hash, and prefetch each key's home slot (and the next line when the home is at
-            // the end of its line).
-            for (h, k) in hashes.iter_mut().zip(chunk) {
-                *h = self.hash_key(k);
-                prefetch(self.shard(*h).home_addr(*h, &g));
-            }
-            // 2: prefetch the record named by the first slot of the run whose tag matches.
-            for h in &hashes[..chunk.len()] {
-                if let Some(p) = self.shard(*h).home_record_addr(*h, &g) {
-                    prefetch(p);
-                }
-            }
-            // 3: probe and take references (atomic RMWs are fences: after all prefetches).
+            let hashes = self.hash_and_prefetch(chunk, &g);
+            // Probe and take references (atomic RMWs are fences: after all prefetches).
             for (h, k) in hashes.iter().zip(chunk) {
                 out.push(self.shard(*h).lookup_in(k, *h, t, &g).map(CompactFlow));
             }
@@ -298,21 +304,9 @@ where
         out.clear();
         out.reserve(keys.len());
         for (c, chunk) in keys.chunks(BATCH).enumerate() {
-            let mut hashes = [0u64; BATCH];
-            {
-                // The same two prefetch steps as `get_batch`, in a read section of their own (C1);
-                // the creations below take the shard lock, which is not held inside one.
-                let g = self.common.readers.enter();
-                for (h, k) in hashes.iter_mut().zip(chunk) {
-                    *h = self.hash_key(k);
-                    prefetch(self.shard(*h).home_addr(*h, &g));
-                }
-                for h in &hashes[..chunk.len()] {
-                    if let Some(p) = self.shard(*h).home_record_addr(*h, &g) {
-                        prefetch(p);
-                    }
-                }
-            }
+            // A read section of its own for the prefetches (C1): the creations below take the
+            // shard lock, which is not waited for inside one.
+            let hashes = self.hash_and_prefetch(chunk, &self.common.readers.enter());
             for (i, (h, k)) in hashes.iter().zip(chunk).enumerate() {
                 let at = c * BATCH + i;
                 out.push(self.get_or_insert_with_hashed(k.clone(), *h, now, || init(at)));

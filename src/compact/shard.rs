@@ -527,6 +527,9 @@ impl<K: Eq + Clone, V> Shard<K, V> {
             let _ = r.record().update_time(set);
             return;
         }
+        if id::class(r.record().time_word()) == class {
+            return; // nothing to re-file (a class only changes through here, under the lock)
+        }
         let mut g = self.lock();
         let old = r.record().update_time(set);
         let filed = r.record().filed() != UNFILED;
