@@ -18,6 +18,7 @@ overload_backend_tests!(
     eviction_follows_the_fixed_order,
     eviction_order_is_exact_at_scale,
     expired_flows_are_reclaimed_first,
+    a_deadline_moved_before_a_fruitless_reclaim_is_still_reclaimed,
     emergency_mode_shortens_new_timeouts,
     flood_never_evicts_busy_established_flows,
     expiry_storm_is_bounded_per_call,
@@ -170,6 +171,26 @@ fn expired_flows_are_reclaimed_first<B: Backend>() {
     // Then the least recently seen embryonic flow.
     assert!(t.get_or_insert_with(key(10), ms(10_001), || 10).unwrap().created);
     assert_eq!(log.lock().unwrap().last(), Some(&(0, RemovalCause::Evicted)));
+}
+
+/// A reclaim that found nothing due must not make the table overlook a deadline that moved
+/// earlier afterwards (the compact backend skips shards by a bound on their next deadline).
+fn a_deadline_moved_before_a_fruitless_reclaim_is_still_reclaimed<B: Backend>() {
+    let (b, log) = evicting(3);
+    let t = build::<B, u64>(b).unwrap();
+    for i in 0..3 {
+        t.get_or_insert_with(key(i), ms(i.into()), || u64::from(i)).unwrap();
+    }
+    // At 10 s nothing is due: the least recently seen flow is evicted.
+    assert!(t.get_or_insert_with(key(9), ms(10_000), || 9).unwrap().created);
+    assert_eq!(causes(&log), vec![(0, RemovalCause::Evicted)]);
+    // Flow 2's deadline moves to 5 s, before the time of that fruitless reclaim.
+    t.get(&key(2), ms(10_000)).unwrap().set_timeout(secs(5));
+    assert!(t.get_or_insert_with(key(10), ms(10_000), || 10).unwrap().created);
+    assert_eq!(causes(&log)[1..], [(2, RemovalCause::Expired)], "flow 2 is reclaimed, flow 1 stays");
+    assert!(t.get(&key(1), ms(10_000)).is_some());
+    let s = t.stats();
+    assert_eq!((s.reclaimed_expired, s.expired, s.evicted), (1, 1, 1));
 }
 
 fn emergency_mode_shortens_new_timeouts<B: Backend>() {

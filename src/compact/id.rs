@@ -252,6 +252,12 @@ pub(crate) fn evicts_before(a: (FlowClass, u64, u8), b: (FlowClass, u64, u8)) ->
     a.2.wrapping_sub(b.2) & 63 >= 32
 }
 
+/// `(class, last seen)` packed so that integer order is eviction order, birth aside: the
+/// shards' lower bounds on their candidates (`Bounds::front`).
+pub(crate) fn order_bound(class: FlowClass, last: u64) -> u64 {
+    (class as u64) << LAST_BITS | (last & LAST_MAX)
+}
+
 /// The class bits of a time word.
 pub(crate) fn class(w: u64) -> FlowClass {
     FlowClass::from_bits(((w & timew::CLASS_MASK) >> timew::CLASS_SHIFT) as u8)

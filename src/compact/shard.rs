@@ -141,6 +141,34 @@ pub(crate) struct Shard<K, V> {
     created: Condvar,
     pub(crate) common: Arc<Common<K, V>>,
     search: CachePadded<SearchStats>,
+    /// What an evicting table's `make_room` reads without the lock to pass over shards.
+    bounds: CachePadded<Bounds>,
+}
+
+/// Lower bounds that let `make_room` (tables with `CapacityPolicy::Evict`) pass over a shard
+/// without taking its lock: a shard with nothing due is not asked to reclaim, and a shard whose
+/// every candidate evicts after the best one found is not asked for its victim (invariant B in
+/// `design/concurrency.md`). Written under the shard lock, read Relaxed: they only decide which
+/// shards to look at; what is expired or evicted is still chosen and checked under the lock.
+#[derive(Default)]
+struct Bounds {
+    /// No timer of the shard is due before this tick (ms): raised by an expiry pass that found
+    /// nothing due, lowered by every timer filed earlier.
+    due: AtomicU64,
+    /// Every eviction candidate of the shard has `id::order_bound(class, last seen)` at least
+    /// this; 0 while the eviction queues do not describe the shard. Set from the front each time a
+    /// victim is chosen, lowered by every candidate filed below it (touches only raise a
+    /// candidate's order, departures only remove candidates).
+    front: AtomicU64,
+}
+
+impl Bounds {
+    /// Lowers `b` to `v` (shard lock held: no other writer).
+    fn lower(b: &AtomicU64, v: u64) {
+        if v < b.load(Ordering::Relaxed) {
+            b.store(v, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Slots visited by the writers' searches (written under the shard lock, read by `stats`).
@@ -262,6 +290,7 @@ impl<K, V> Shard<K, V> {
             created: Condvar::new(),
             common,
             search: CachePadded::default(),
+            bounds: CachePadded::default(),
         }
     }
 
@@ -287,6 +316,12 @@ impl<K, V> Shard<K, V> {
 
     fn count(&self, e: Event) {
         self.common.counters.add(e);
+    }
+
+    /// Files a timer (shard lock held), lowering the shard's `due` bound to it (B).
+    fn file_timer(&self, w: &mut Locked, r: RecordRef<K, V>, d: u64, from: From) {
+        w.timers.push(r, d, from);
+        Bounds::lower(&self.bounds.due, d);
     }
 
     /// Counts and notifies the exits (no lock held). Their room was released under the shard lock
@@ -504,7 +539,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// its creation (shard lock held).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
         let deadline = r.record().deadline(&self.common.palette);
-        w.timers.push(r.clone(), deadline, From::Main);
+        self.file_timer(w, r.clone(), deadline, From::Main);
         if self.common.occ.policy() == crate::CapacityPolicy::Evict {
             self.file_victim(w, r);
         }
@@ -516,6 +551,9 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         let t = r.record().time_word();
         let c = victims::Cand { last: timew::last(t), birth: timew::birth(t), idx: r.index(), gen: r.record().gen() };
         w.victims.file(id::class(t), c, w.slots.live);
+        // Upholds B: a filed candidate may be the new front; queues dropped describe nothing.
+        let b = if w.victims.built() { id::order_bound(id::class(t), c.last) } else { 0 };
+        Bounds::lower(&self.bounds.front, b);
     }
 
     /// `set_class` on a flow of this shard: one CAS on the time word. An evicting table does it
@@ -831,7 +869,7 @@ impl<K, V> Shard<K, V> {
         let filed = r.record().filed();
         // A flow its timer already released (`WhileHeld`) gets no timer again.
         if filed != UNFILED && g.timers.key(d) < filed {
-            g.timers.push(r.clone(), d, From::Side);
+            self.file_timer(&mut g, r.clone(), d, From::Side);
         }
     }
 

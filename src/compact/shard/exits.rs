@@ -27,6 +27,10 @@ impl<K, V> Shard<K, V> {
     /// as reclaimed as well as expired). Returns how many flows left, and whether the room of the
     /// expired one was handed to the caller (kept reserved) rather than released.
     pub(crate) fn reclaim(&self, now: Timestamp, hash: &dyn Fn(&K) -> u64) -> (usize, bool) {
+        // B: no timer of this shard is due yet; no need for the lock.
+        if id::ms_floor(now) < self.bounds.due.load(Ordering::Relaxed) {
+            return (0, false);
+        }
         let mut handed = Some(false);
         let n = self.expire_counting(now, 1, hash, &mut handed, false).unwrap_or(0);
         (n, handed == Some(true))
@@ -68,7 +72,14 @@ impl<K, V> Shard<K, V> {
                 while ne < want && nr < BATCH {
                     let (r, from) = match g.timers.pop_due(&self.arena, t, &mut work) {
                         Popped::Timer(r, from) => (r, from),
-                        Popped::Nothing => break,
+                        Popped::Nothing => {
+                            // Upholds B: every timer left is due after `t`.
+                            self.bounds.due.store(
+                                t.saturating_add(1).max(self.bounds.due.load(Ordering::Relaxed)),
+                                Ordering::Relaxed,
+                            );
+                            break;
+                        }
                         Popped::Later if total + ne > 0 => {
                             stop = true;
                             break;
@@ -79,7 +90,7 @@ impl<K, V> Shard<K, V> {
                         }
                     };
                     match r.record().try_expire(t, pal) {
-                        Due::Moved(d) => g.timers.push(r, d, from),
+                        Due::Moved(d) => self.file_timer(g, r, d, from),
                         Due::Release => {
                             g.timers.take_others(&self.arena, r.index(), from, &mut extra);
                             r.record().set_filed(UNFILED); // no timer holds it any more
@@ -196,6 +207,7 @@ impl<K, V> Shard<K, V> {
             }
             g.timers.drain_into(&self.arena, &mut other);
             g.victims.reset();
+            self.bounds.front.store(0, Ordering::Relaxed); // B: unknown until the next scan
         }
         self.finish_exits(&removed);
         let n = removed.len();
@@ -253,7 +265,15 @@ impl<K, V> Shard<K, V> {
                 g.victims.front(check).unwrap_or(best)
             }
         };
+        // Upholds B: the front is the shard's least candidate now (u64::MAX: it has none).
+        let bound = front.map_or(u64::MAX, |(class, c)| id::order_bound(class, c.last));
+        self.bounds.front.store(bound, Ordering::Relaxed);
         front.map(|(class, c)| Victim { order: (class, c.last, c.birth), idx: c.idx, gen: c.gen })
+    }
+
+    /// A lower bound on the eviction order of the shard's candidates (B; read without the lock).
+    pub(crate) fn front_bound(&self) -> u64 {
+        self.bounds.front.load(Ordering::Relaxed)
     }
 
     /// The time word of record `idx` if it is still generation `gen` and an eviction candidate:

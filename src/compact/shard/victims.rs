@@ -102,7 +102,6 @@ impl Victims {
     }
 
     /// Whether the queues describe the shard.
-    #[cfg(test)]
     pub(crate) fn built(&self) -> bool {
         self.built
     }
