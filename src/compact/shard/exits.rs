@@ -290,9 +290,26 @@ impl<K, V> Shard<K, V> {
 
     /// Every eviction candidate of the shard, with its class (a scan of the slots, lock held).
     fn candidates(&self) -> Vec<(FlowClass, victims::Cand)> {
+        /// Slots ahead whose records are prefetched: the records of a large shard are scattered
+        /// in memory, and reading them one miss at a time was most of an eviction's cost. A
+        /// shard of fewer slots than `FAR` keeps its records in cache, and the prefetches would
+        /// only add work (7% fewer evictions/s at 10^4 flows).
+        const AHEAD: usize = 16;
+        const FAR: usize = 1 << 15;
         let arr = self.slots.array();
+        let ahead = if arr.cap() >= FAR { AHEAD } else { 0 };
+        let fetch = |p: usize| {
+            let v = arr.get(p);
+            if slot::is_live(v) {
+                super::super::slots::prefetch(self.arena.addr(slot::idx(v)));
+            }
+        };
+        (0..arr.cap().min(ahead)).for_each(fetch);
         let mut out = Vec::new();
         for p in 0..arr.cap() {
+            if ahead > 0 && p + ahead < arr.cap() {
+                fetch(p + ahead);
+            }
             let v = arr.get(p);
             if !slot::is_live(v) {
                 continue;
