@@ -250,18 +250,11 @@ impl<K, V> Shard<K, V> {
         let front = match g.victims.front(check) {
             Ok(f) => f,
             Err(()) => {
-                let all = self.candidates();
+                g.victims.rebuild(self.candidates(), g.slots.live);
                 // The scan's own best, in case the queues come out unusable (every kept candidate
                 // of a class touched between the scan and the look at its front: touches do not
                 // wait for the lock).
-                let best = all.iter().copied().reduce(|a, b| {
-                    if id::evicts_before((b.0, b.1.last, b.1.birth), (a.0, a.1.last, a.1.birth)) {
-                        b
-                    } else {
-                        a
-                    }
-                });
-                g.victims.rebuild(all, g.slots.live);
+                let best = g.victims.first();
                 g.victims.front(check).unwrap_or(best)
             }
         };

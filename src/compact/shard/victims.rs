@@ -146,6 +146,13 @@ impl Victims {
         self.built = true;
     }
 
+    /// The first entry of the lowest class that has one, unchecked: right after
+    /// [`rebuild`](Self::rebuild), the least candidate the scan saw.
+    pub(crate) fn first(&self) -> Option<(FlowClass, Cand)> {
+        let classes = [FlowClass::Embryonic, FlowClass::Closing, FlowClass::Established];
+        classes.into_iter().find_map(|class| self.classes[class as usize].q.front().map(|&c| (class, c)))
+    }
+
     /// Files a flow that entered `class` (created, or moved there by `set_class`).
     pub(crate) fn file(&mut self, class: FlowClass, c: Cand, live: usize) {
         if !self.built {
@@ -201,13 +208,18 @@ mod tests {
     #[test]
     fn scan_keeps_the_least_recent_and_bounds_the_rest() {
         let mut v = Victims::new();
-        let all: Vec<_> = (0..1000u32).map(|i| (FlowClass::Embryonic, cand(u64::from((i * 7919) % 1000), i))).collect();
-        v.rebuild(all, 1000);
+        let all_again =
+            || (0..1000u32).map(|i| (FlowClass::Embryonic, cand(u64::from((i * 7919) % 1000), i))).collect();
+        v.rebuild(all_again(), 1000);
         let q = &v.classes[0];
         assert_eq!(q.q.len(), keep(1000));
         assert_eq!(q.bound, keep(1000) as u64);
         assert!(q.q.iter().zip(q.q.iter().skip(1)).all(|(a, b)| a.last <= b.last));
         assert_eq!(v.classes[1].bound, u64::MAX, "an empty class is complete");
+        assert_eq!(v.first().map(|(k, c)| (k, c.last)), Some((FlowClass::Embryonic, 0)));
+        v.rebuild(vec![(FlowClass::Established, cand(0, 1)), (FlowClass::Closing, cand(9, 2))], 2);
+        assert_eq!(v.first().map(|(k, c)| (k, c.idx)), Some((FlowClass::Closing, 2)), "lowest class first");
+        v.rebuild(all_again(), 1000);
         // Flows filed past the bound are left out; before it, in order.
         v.file(FlowClass::Embryonic, cand(5_000, 5_000), 1000);
         assert_eq!(v.classes[0].q.len(), keep(1000));
