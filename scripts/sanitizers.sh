@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the compact backend's concurrent stress tests (and the conformance suite) under
+# Runs the compact backend's concurrent stress tests (and the conformance and overload suites) under
 # AddressSanitizer and ThreadSanitizer, on stable Rust through RUSTC_BOOTSTRAP.
 #
 #   scripts/sanitizers.sh            # both
@@ -31,6 +31,6 @@ if [[ "$which" == all || "$which" == tsan ]]; then
     rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
     CARGO_TARGET_DIR=target/tsan RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" \
         TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
-        cargo test -Zbuild-std --target "$TARGET" "${FEATURES[@]}" --test compact_stress --test conformance
+        cargo test -Zbuild-std --target "$TARGET" "${FEATURES[@]}" --test compact_stress --test conformance --test overload
 fi
 echo "sanitizers: clean"
