@@ -69,7 +69,8 @@ const BATCH: usize = 16;
 /// lookups are not counted, so that they write no shared cache line.
 ///
 /// Limits: at most 2^28 - 2 records per shard; at most 256 distinct timeouts per table (more map
-/// to the nearest longer one); under [`CapacityPolicy::Evict`] an eviction scans a shard once per eighth of its flows evicted.
+/// to the nearest longer one); under [`CapacityPolicy::Evict`] a shard is scanned once per eighth
+/// of its flows evicted.
 pub struct CompactFlowTable<K, V, S = DefaultHashBuilder> {
     shards: Box<[ShardPtr<K, V>]>,
     bits: u32,
@@ -149,10 +150,10 @@ where
             let first = (0..n).min_by_key(|&i| self.shards[i].front_bound()).unwrap_or(0);
             let mut best: Option<(shard::Victim, usize)> = self.shards[first].victim().map(|v| (v, first));
             for i in (0..n).filter(|&i| i != first) {
-                let beaten = |(b, _): &(shard::Victim, usize)| {
-                    self.shards[i].front_bound() > id::order_bound(b.order.0, b.order.1)
-                };
-                if best.as_ref().is_some_and(beaten) {
+                // `u64::MAX`: the shard has no candidate.
+                let bound = self.shards[i].front_bound();
+                let beaten = |(b, _): &(shard::Victim, usize)| bound > id::order_bound(b.order.0, b.order.1);
+                if bound == u64::MAX || best.as_ref().is_some_and(beaten) {
                     continue;
                 }
                 if let Some(v) = self.shards[i].victim() {
