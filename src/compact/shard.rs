@@ -318,10 +318,25 @@ impl<K, V> Shard<K, V> {
         self.common.counters.add(e);
     }
 
-    /// Files a timer (shard lock held), lowering the shard's `due` bound to it (B).
+    /// Files a timer (shard lock held), lowering the shard's `due` bound to it (B; only an
+    /// evicting table reads the bounds, so only an evicting table keeps them).
     fn file_timer(&self, w: &mut Locked, r: RecordRef<K, V>, d: u64, from: From) {
         w.timers.push(r, d, from);
-        Bounds::lower(&self.bounds.due, d);
+        if self.evicting() {
+            Bounds::lower(&self.bounds.due, d);
+        }
+    }
+
+    /// Raises the `due` bound past `t`: an expiry pass found nothing due at `t` (B; shard lock
+    /// held, evicting tables).
+    fn raise_due(&self, t: u64) {
+        let due = &self.bounds.due;
+        due.store(t.saturating_add(1).max(due.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    /// Whether the table evicts at its maximum (`CapacityPolicy::Evict`, fixed at build time).
+    fn evicting(&self) -> bool {
+        self.common.occ.policy() == crate::CapacityPolicy::Evict
     }
 
     /// Counts and notifies the exits (no lock held). Their room was released under the shard lock
@@ -526,11 +541,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
                                                    // Relaxed: a tie-breaker for eviction order, nothing is published by it. Only an evicting
                                                    // table reads it, so only an evicting table pays for the shared counter.
-        let birth = if self.common.occ.policy() == crate::CapacityPolicy::Evict {
-            self.common.births.fetch_add(1, Ordering::Relaxed) as u8
-        } else {
-            0
-        };
+        let birth = if self.evicting() { self.common.births.fetch_add(1, Ordering::Relaxed) as u8 } else { 0 };
         let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))
     }
@@ -540,7 +551,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
         let deadline = r.record().deadline(&self.common.palette);
         self.file_timer(w, r.clone(), deadline, From::Main);
-        if self.common.occ.policy() == crate::CapacityPolicy::Evict {
+        if self.evicting() {
             self.file_victim(w, r);
         }
         self.count(Event::Created);
@@ -561,7 +572,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// (its entry in the old class's queue goes stale), so an eviction never sees it in neither.
     pub(crate) fn set_class(&self, r: &RecordRef<K, V>, class: FlowClass) {
         let set = |w| Some(timew::with_class(w, class as u8));
-        if self.common.occ.policy() != crate::CapacityPolicy::Evict {
+        if !self.evicting() {
             let _ = r.record().update_time(set);
             return;
         }

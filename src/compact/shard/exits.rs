@@ -74,10 +74,9 @@ impl<K, V> Shard<K, V> {
                         Popped::Timer(r, from) => (r, from),
                         Popped::Nothing => {
                             // Upholds B: every timer left is due after `t`.
-                            self.bounds.due.store(
-                                t.saturating_add(1).max(self.bounds.due.load(Ordering::Relaxed)),
-                                Ordering::Relaxed,
-                            );
+                            if self.evicting() {
+                                self.raise_due(t);
+                            }
                             break;
                         }
                         Popped::Later if total + ne > 0 => {
