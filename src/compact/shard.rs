@@ -538,9 +538,10 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// Allocates and initialises a `PENDING` record of `key` (shard lock held, count reserved).
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
-        self.refs.fetch_add(1, Ordering::Relaxed); // Upholds C8: the allocated record counts.
-                                                   // Relaxed: a tie-breaker for eviction order, nothing is published by it. Only an evicting
-                                                   // table reads it, so only an evicting table pays for the shared counter.
+        // Upholds C8: the allocated record counts.
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a tie-breaker for eviction order, nothing is published by it. Only an evicting
+        // table reads it, so only an evicting table pays for the shared counter.
         let birth = if self.evicting() { self.common.births.fetch_add(1, Ordering::Relaxed) as u8 } else { 0 };
         let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
         Some(self.arena.create(idx, key, time))

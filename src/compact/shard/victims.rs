@@ -85,6 +85,9 @@ pub(crate) struct Victims {
     built: bool,
 }
 
+/// The classes in the order they are evicted.
+const EVICTION_ORDER: [FlowClass; 3] = [FlowClass::Embryonic, FlowClass::Closing, FlowClass::Established];
+
 /// How many candidates of a class a scan of a shard with `live` flows keeps.
 pub(crate) fn keep(live: usize) -> usize {
     (live / 8).max(64)
@@ -149,8 +152,7 @@ impl Victims {
     /// The first entry of the lowest class that has one, unchecked: right after
     /// [`rebuild`](Self::rebuild), the least candidate the scan saw.
     pub(crate) fn first(&self) -> Option<(FlowClass, Cand)> {
-        let classes = [FlowClass::Embryonic, FlowClass::Closing, FlowClass::Established];
-        classes.into_iter().find_map(|class| self.classes[class as usize].q.front().map(|&c| (class, c)))
+        EVICTION_ORDER.into_iter().find_map(|class| self.classes[class as usize].q.front().map(|&c| (class, c)))
     }
 
     /// Files a flow that entered `class` (created, or moved there by `set_class`).
@@ -172,7 +174,7 @@ impl Victims {
         if !self.built {
             return Err(());
         }
-        for class in [FlowClass::Embryonic, FlowClass::Closing, FlowClass::Established] {
+        for class in EVICTION_ORDER {
             let queue = &mut self.classes[class as usize];
             while let Some(&e) = queue.q.front() {
                 match check(&e, class) {
