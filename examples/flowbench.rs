@@ -29,7 +29,7 @@
 //! | `evict_rate` | `flows_per_s` | a flood at the maximum: a table built with `capacity(N)`, `max_flows(N)` and `CapacityPolicy::Evict`, filled with N flows seen 1 ms apart (untimed), then min(N, 2^18) new flows, each evicting the least recently seen; one thread. Flowtable backends only (the peers have no such policy) |
 //! | `teardown_rate` | `flows_per_s` | RFC 9693 teardown rate: N flows all past their deadline, `expire` until the table is empty; one thread |
 //! | `mixed` | `mops` | T threads, M = max(N, 2^21) packets each on a virtual clock of 1 µs per packet: 95% of packets revisit a known flow (`get`, then `touch` and count; `get_or_insert_with` if it expired), each thread walking its own N/T of the N flows in a shuffled order, each flow last seen one revisit interval before the run reaches it (so at 10^7 nearly every lookup misses the caches); 5% start a new flow that is never seen again; `expire` every M/64 packets, at the slowest thread's clock. The timeout is 1.25 times a known flow's revisit interval, so known flows stay while new ones go idle and expire; the idle flows of the steady state are created at staggered ages before the run, so about 5% of packets' worth of flows expire during it (stderr shows hits, creations and expiries) |
-//! | `mixed_scaling` | `ratio` | with `--threads T` (T > 1): `mixed` on T threads over `mixed` on one, each repetition running the two back to back; the median of the repetitions' ratios. Skipped with one thread |
+//! | `mixed_scaling` | `ratio` | with `--threads T` (T > 1): `mixed` on T threads over `mixed` on one, each repetition running the two back to back; the median of the repetitions' ratios. Skipped with one thread. Each repetition's stderr line gives the cache-line handoff time between two threads before and after the T-thread half (`benches/support/placement.rs`): on a VM, where the host placed the CPUs |
 //! | `allocs_per_op_get`, `allocs_per_op_get_or_insert_existing`, `allocs_per_op_touch`, `allocs_per_op_insert_new`, `allocs_per_op_expire` | `allocs_per_op` | allocation calls per operation at N flows, one thread; `expire` at steady size (one new flow per expired one), per expired flow |
 //!
 //! Speed cases print the median of `--reps` repetitions (default 5); each rate is operations over
@@ -58,6 +58,7 @@ mod alloc;
 mod support;
 
 use support::adapter::{for_each_table, BenchTable, Key, Setup, Visit};
+use support::placement;
 use support::workload::{key_of, keys, median, rng, run_threads, shuffled};
 
 /// Lookups per thread per repetition: the table size, but at least this many.
@@ -454,8 +455,15 @@ impl Runner<'_> {
         }
         let ratio = self.reps(|rep| {
             let one = self.mixed_once::<B>(1, rep);
+            let before = placement::handoff_ns();
             let many = self.mixed_once::<B>(threads, rep);
-            eprintln!("#   rep {rep}: {one:.3} Mops on 1 thread, {many:.3} on {threads}");
+            let after = placement::handoff_ns();
+            eprintln!(
+                "#   rep {rep}: {one:.3} Mops on 1 thread, {many:.3} on {threads} ({:.2}x; cache-line handoff {} before, {} after)",
+                many / one,
+                placement::describe(before),
+                placement::describe(after)
+            );
             many / one
         });
         emit(B::name(), "mixed_scaling", self.n(), threads, ratio, "ratio");

@@ -17,6 +17,10 @@
 //! sample to the next, so the run reaches a steady state where unpopular flows and new flows
 //! really expire. 1 and 2 threads, started on a barrier; throughput counts the packets of all
 //! threads.
+//!
+//! With `FLOWTABLE_BENCH_PLACEMENT=1`, each 2-thread sample first times a cache-line handoff
+//! between two threads (`support::placement`) and prints it to stderr beside the sample's rate:
+//! on a virtual machine the 2-thread figure depends on where the host placed the two CPUs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 
 use super::{sizes, T0};
 use crate::support::adapter::{for_each_table, BenchTable, Key, Setup, Visit};
+use crate::support::placement;
 use crate::support::workload::{env_or, key_of, keys, rng, run_threads, Zipf};
 
 /// Packets per thread trace.
@@ -105,6 +110,7 @@ impl Visit for FlowBench<'_, '_> {
         let slot = &mut *self.workload;
         let mut run: Option<Run<B>> = None;
         let id = BenchmarkId::new(B::name(), format!("{n}/t{threads}"));
+        let show_placement = env_or("FLOWTABLE_BENCH_PLACEMENT", 0u8) == 1;
         self.group.bench_function(id, |b| {
             let w = slot.get_or_insert_with(|| Arc::new(Workload::new(n, 2))).clone();
             let run = run.get_or_insert_with(|| {
@@ -118,6 +124,8 @@ impl Visit for FlowBench<'_, '_> {
                 let (t, w, base) = (&run.table, &*w, run.clock_us);
                 let (pos, fresh) = (&run.pos, &run.fresh);
                 let expire_every = w.expire_every_us;
+                // Where the host put the two threads (see `support::placement`), if asked.
+                let placed = (threads == 2 && show_placement).then(placement::handoff_ns);
                 let (wall, ends) = run_threads(threads, |ti| {
                     let trace = &w.traces[ti];
                     let (mut p, mut f) = (pos[ti], fresh[ti]);
@@ -156,6 +164,11 @@ impl Visit for FlowBench<'_, '_> {
                     run.fresh[ti] = f;
                 }
                 run.clock_us += iters;
+                // Samples under 10 ms (criterion's first, a few iterations) time the threads' start.
+                if let Some(ns) = placed.filter(|_| wall >= Duration::from_millis(10)) {
+                    let rate = (iters * threads as u64) as f64 / wall.as_secs_f64() / 1e6;
+                    eprintln!("{}/{n}/t{threads}: {rate:.2} Mpkt/s, handoff {}", B::name(), placement::describe(ns));
+                }
                 wall
             });
         });

@@ -4,4 +4,5 @@
 #![allow(dead_code)] // each binary uses a different part
 
 pub mod adapter;
+pub mod placement;
 pub mod workload;
