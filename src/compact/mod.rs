@@ -69,7 +69,7 @@ const BATCH: usize = 16;
 /// lookups are not counted, so that they write no shared cache line.
 ///
 /// Limits: at most 2^28 - 2 records per shard; at most 256 distinct timeouts per table (more map
-/// to the nearest longer one); under [`CapacityPolicy::Evict`] a shard is scanned once per eighth
+/// to the nearest longer one); under [`CapacityPolicy::Evict`] a shard is scanned once per quarter
 /// of its flows evicted.
 pub struct CompactFlowTable<K, V, S = DefaultHashBuilder> {
     shards: Box<[ShardPtr<K, V>]>,
@@ -129,7 +129,7 @@ where
     /// Cost: each shard's candidate is the front of its eviction queues (`shard/victims.rs`), and
     /// each shard publishes lower bounds on its next deadline and its candidates (B), so an
     /// eviction reads O(shards) atomics and usually locks one shard to choose, plus a scan of a
-    /// shard per eighth of its flows evicted.
+    /// shard per quarter of its flows evicted.
     fn make_room(&self, now: Timestamp) -> Room {
         let hash = |k: &K| self.hash_key(k);
         let n = self.shards.len();
