@@ -7,7 +7,8 @@
 //! package's interconnect. A workload whose threads write the same lines (hot flows, shard locks)
 //! scales very differently in each placement, and a guest cannot see which it has except by
 //! timing it. On the machine these benches were written on, one handoff took about 14 ns, 34 ns
-//! or 170 ns, and the placement held for seconds at a time.
+//! or 170 ns (by their latencies, likely those three placements), and a placement held for
+//! seconds at a time.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
