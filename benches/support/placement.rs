@@ -14,6 +14,8 @@ use std::hint::spin_loop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::workload::{median, run_threads};
+
 /// Round trips per measurement.
 const TRIPS: u64 = 20_000;
 /// Give up after this long (two spinning threads on one CPU hand off once per time slice).
@@ -27,40 +29,32 @@ pub fn handoff_ns() -> Option<f64> {
     if v.len() < 3 {
         return None;
     }
-    Some(super::workload::median(&mut v))
+    Some(median(&mut v))
 }
 
 fn once() -> Option<f64> {
     let ball = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let done = std::thread::scope(|s| {
-        let players: Vec<_> = (0..2u64)
-            .map(|me| {
-                let (ball, stop) = (&ball, &stop);
-                s.spawn(move || {
-                    // Player `me` owns the even (0) or odd (1) values and passes the ball on.
-                    let mut v = me;
-                    let mut spins = 0u32;
-                    while v < 2 * TRIPS {
-                        while ball.load(Ordering::Acquire) != v {
-                            spin_loop();
-                            spins = spins.wrapping_add(1);
-                            if spins % 4096 == 0 && (stop.load(Ordering::Relaxed) || start.elapsed() > LIMIT) {
-                                stop.store(true, Ordering::Relaxed);
-                                return false;
-                            }
-                        }
-                        ball.store(v + 1, Ordering::Release);
-                        v += 2;
-                    }
-                    true
-                })
-            })
-            .collect();
-        players.into_iter().all(|p| p.join().expect("handoff thread panicked"))
+    let (wall, done) = run_threads(2, |me| {
+        // Player `me` owns the even (0) or odd (1) values and passes the ball on.
+        let mut v = me as u64;
+        let mut spins = 0u32;
+        while v < 2 * TRIPS {
+            while ball.load(Ordering::Acquire) != v {
+                spin_loop();
+                spins = spins.wrapping_add(1);
+                if spins % 4096 == 0 && (stop.load(Ordering::Relaxed) || start.elapsed() > LIMIT) {
+                    stop.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            ball.store(v + 1, Ordering::Release);
+            v += 2;
+        }
+        true
     });
-    done.then(|| start.elapsed().as_secs_f64() * 1e9 / (2 * TRIPS) as f64)
+    done.into_iter().all(|d| d).then(|| wall.as_secs_f64() * 1e9 / (2 * TRIPS) as f64)
 }
 
 /// `handoff_ns` as text for a progress line: `"34 ns"` or `"shared CPU"`.

@@ -83,22 +83,28 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// Runs `f(thread_index)` on `threads` threads started together on a barrier; returns the wall
 /// time from the barrier to the last thread's end, and each thread's result.
+///
+/// The threads read the clock themselves, as they leave the barrier and as they finish: the
+/// calling thread may not run again until they are done when they take every CPU (two threads on
+/// a 2-CPU machine), so a clock read by it after the barrier can start the measurement late.
 pub fn run_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> (Duration, Vec<R>) {
-    let barrier = Barrier::new(threads + 1);
+    let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (f, barrier) = (&f, &barrier);
                 s.spawn(move || {
                     barrier.wait();
-                    f(t)
+                    let start = Instant::now();
+                    let r = f(t);
+                    (start, Instant::now(), r)
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let out: Vec<R> = handles.into_iter().map(|h| h.join().expect("benchmark thread panicked")).collect();
-        (start.elapsed(), out)
+        let ran: Vec<_> = handles.into_iter().map(|h| h.join().expect("benchmark thread panicked")).collect();
+        let start = ran.iter().map(|r| r.0).min().expect("at least one thread");
+        let end = ran.iter().map(|r| r.1).max().expect("at least one thread");
+        (end - start, ran.into_iter().map(|r| r.2).collect())
     })
 }
 
