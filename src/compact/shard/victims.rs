@@ -21,7 +21,8 @@
 //! - At the front, an entry whose record has another generation, another class or is no longer a
 //!   candidate (not active, or a released `WhileHeld` flow) is dropped. An entry whose record has
 //!   the entry's last-seen time is then the least recently seen flow of its class (by V), ties
-//!   broken by filing order.
+//!   in (last seen, birth) broken by queue order: filing order for entries filed since the last
+//!   scan, unspecified among those the scan kept (its sort is unstable).
 //! - An empty queue with a finite bound means flows of the class may exist beyond it: the shard
 //!   is scanned again. Queues that grow past [`slack`] entries (stale ones piling up while the table
 //!   is below its maximum) are dropped and rebuilt by the next eviction's scan.
