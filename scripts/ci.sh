@@ -2,11 +2,12 @@
 # The one command that runs everything CI runs (the README's test command; .ci/run calls it).
 #
 #   scripts/ci.sh            # everything
-#   scripts/ci.sh quick      # fmt, clippy, tests of the default configuration only
+#   scripts/ci.sh quick      # fmt, clippy, docs, tests of the first backend configuration only
 #
-# Stages: format check, clippy with -D warnings, the test suites for each backend configuration
-# (unit, conformance, differential, doc tests, pipeline equivalence with tshark's reference), the
-# loom models, the sanitizer runs and a short fuzz run, as each exists. Installs what it needs.
+# Stages: format check, clippy with -D warnings, rustdoc with -D warnings, the test suites for each
+# backend configuration (unit, conformance, differential, doc tests, pipeline equivalence with
+# tshark's reference), the loom models, the sanitizer runs and a short fuzz run, as each exists.
+# Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
@@ -29,6 +30,13 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 configs=("--no-default-features --features dashmap")
 if have_feature compact; then configs+=("--no-default-features --features compact"); fi
 configs+=("--all-features")
+
+step "docs (each backend configuration, -D warnings: no broken or private links)"
+for cfg in "${configs[@]}"; do
+  # shellcheck disable=SC2086
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p flowtable $cfg
+done
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 
 for cfg in "${configs[@]}"; do
   step "tests: flowtable $cfg"

@@ -26,7 +26,10 @@ pub enum CapacityPolicy {
     /// Refuse it with `TableFull`.
     #[default]
     Reject,
-    /// Evict a flow to make room (see the [module documentation](self) for the order).
+    /// Evict a flow to make room, in this order: a flow already past its deadline (it leaves as
+    /// `Expired`), else the least recently seen [`Embryonic`](crate::FlowClass::Embryonic) flow,
+    /// else the least recently seen [`Closing`](crate::FlowClass::Closing) one, else the least
+    /// recently seen [`Established`](crate::FlowClass::Established) one (these leave as `Evicted`).
     Evict,
 }
 

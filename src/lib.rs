@@ -36,7 +36,7 @@
 //!
 //! ## Guarantees
 //!
-//! The contract is stated once, in [`table`](crate::table): visibility at `now`, atomic per-key
+//! The contract is stated once, in [`table`]: visibility at `now`, atomic per-key
 //! creation with `init` outside locks, removal by identity, touch-versus-expiry atomicity,
 //! exactly-once removal notification, handles that outlive the table, expiry from any thread.
 //!
@@ -45,11 +45,17 @@
 //! | feature | backend | what it costs |
 //! |---|---|---|
 //! | `dashmap` (default) | [`DashFlowTable`]: `DashMap<K, Weak<Flow>>` + per-thread `priority_queue` timers | dashmap and priority-queue as dependencies |
-//! | `compact` | [`CompactFlowTable`]: per-shard slot tables over slab arenas, timeout heaps, lock-free lookups, one-word handles (~53 B/flow for a `FlowKeyV4` and an 8-byte value) | no dependency; `unsafe` code confined to `src/compact/{slots,arena,rc,heap}.rs` |
+//! | `compact` | [`CompactFlowTable`]: per-shard slot tables over slab arenas, timeout heaps, lock-free lookups, one-word handles (~55 B/flow for a `FlowKeyV4` and an 8-byte value) | no dependency; `unsafe` code confined to `src/compact/{slots,arena,rc,heap}.rs` |
 //! | `rayon` | `par_expire` / `par_for_each` on every backend | rayon as a dependency |
 //!
 //! [`DefaultFlowTable`] names the backend the enabled features pick. The design, the concurrency
 //! protocol with its numbered invariants, and measured results are in [`design`].
+//!
+// The backends' names link to their types when their feature is built, else to the table above.
+#![cfg_attr(feature = "dashmap", doc = "[`DashFlowTable`]: crate::DashFlowTable")]
+#![cfg_attr(not(feature = "dashmap"), doc = "[`DashFlowTable`]: #backends-and-features")]
+#![cfg_attr(feature = "compact", doc = "[`CompactFlowTable`]: crate::CompactFlowTable")]
+#![cfg_attr(not(feature = "compact"), doc = "[`CompactFlowTable`]: #backends-and-features")]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -1,7 +1,7 @@
 //! Loom models of flowtable's public API, written once, generic over the backend.
 //!
 //! Built only with `RUSTFLAGS="--cfg flowtable_loom"` (see `scripts/loom.sh`); otherwise this crate
-//! and its tests compile to nothing. Each model in [`models`] states the invariant it checks (R1..R6
+//! and its tests compile to nothing. Each model in `models` states the invariant it checks (R1..R6
 //! of `design/concurrency.md`); `tests/loom_<backend>.rs` instantiates every model for one backend,
 //! and `scripts/loom.sh` runs them all, then each with the injected bug that must make it fail.
 #![cfg(flowtable_loom)]

@@ -2,13 +2,13 @@
 //! slots over slab arenas of 40-byte records, intrusive-keyed timeout heaps holding the strong
 //! references, lock-free lookups and one-word handles.
 //!
-//! - [`id`]: the packed words (slot, reference word, time word) and tick arithmetic;
-//! - [`slots`]: the slot table (lock-free probing, reaping, in-place rebuild, growth);
-//! - [`arena`]: the record chunks, free list, and the shard's counted pointer;
-//! - [`rc`]: the record, its references, and the last-reference path;
-//! - [`heap`]: the timeout heaps;
-//! - [`shard`]: the operations of one shard;
-//! - [`handle`]: the user's handle.
+//! - `id`: the packed words (slot, reference word, time word) and tick arithmetic;
+//! - `slots`: the slot table (lock-free probing, reaping, in-place rebuild, growth);
+//! - `arena`: the record chunks, free list, and the shard's counted pointer;
+//! - `rc`: the record, its references, and the last-reference path;
+//! - `heap`: the timeout heaps;
+//! - `shard`: the operations of one shard;
+//! - `handle`: the user's handle.
 //!
 //! The protocol and its invariants C1..C11 are in `design/concurrency.md`; the byte layouts and the
 //! per-flow arithmetic in `design/memory.md`.

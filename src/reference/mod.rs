@@ -2,11 +2,11 @@
 //! `Arc`s that keep idle flows alive (the design of `design-notes/flow-table.md`, with its faults
 //! fixed). Safe code only.
 //!
-//! - [`map`]: the key map of weak references;
-//! - [`timers`]: the per-thread `priority_queue` timer queues (strong references);
-//! - [`record`]: the flow record and its state word;
-//! - [`pending`]: creations in flight (atomic `get_or_insert_with` with `init` outside locks);
-//! - [`handle`]: the user's handle.
+//! - `map`: the key map of weak references;
+//! - `timers`: the per-thread `priority_queue` timer queues (strong references);
+//! - `record`: the flow record and its state word;
+//! - `pending`: creations in flight (atomic `get_or_insert_with` with `init` outside locks);
+//! - `handle`: the user's handle.
 //!
 //! Locks: a map shard lock (DashMap's), a timer queue lock, a pending stripe lock. None is held
 //! while another is taken, except pending stripe → map shard read (in `get_or_insert_with`); no
