@@ -172,6 +172,22 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
 
     /// Looks up many keys at once, writing one result per key into `out` (which is cleared first).
     /// Backends that can overlap the memory accesses of several lookups do so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, &str> = FlowTableBuilder::new().build()?;
+    /// let key = |port| FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), port, [10, 0, 0, 2].into(), 80, Zone::DEFAULT).0;
+    /// let now = Timestamp::from_secs(1);
+    /// table.get_or_insert_with(key(1000), now, || "known")?;
+    ///
+    /// let mut out = Vec::new(); // reused burst after burst: no allocation once it has grown
+    /// table.get_batch(&[key(1000), key(1001)], now, &mut out);
+    /// assert_eq!(out.iter().map(|f| f.as_ref().map(|f| **f)).collect::<Vec<_>>(), [Some("known"), None]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn get_batch(&self, keys: &[K], now: Timestamp, out: &mut Vec<Option<Self::Handle>>) {
         out.clear();
         out.extend(keys.iter().map(|k| self.get(k, now)));
@@ -196,6 +212,25 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     }
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) with the key's hash precomputed.
+    ///
+    /// # Examples
+    ///
+    /// A pipeline that dispatches packets to workers by the table's hash computes it once and
+    /// passes it along:
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, u64> = FlowTableBuilder::new().build()?;
+    /// let (key, _dir) = FlowKeyV4::new(proto::UDP, [10, 0, 0, 1].into(), 4000, [10, 0, 0, 2].into(), 53, Zone::DEFAULT);
+    /// let hash = table.hash_key(&key);
+    /// let worker = hash % 4; // the same hash picks the worker...
+    /// let now = Timestamp::from_secs(1);
+    /// let r = table.get_or_insert_with_hashed(key, hash, now, || worker)?; // ...and the table's shard
+    /// assert!(r.created);
+    /// assert_eq!(table.get_hashed(&key, hash, now).map(|f| *f), Some(worker));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn get_or_insert_with_hashed<F: FnOnce() -> V>(
         &self,
         key: K,
@@ -252,9 +287,45 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     /// Puts a new flow under `key`, replacing any flow there (which leaves with
     /// [`Replaced`](crate::RemovalCause::Replaced); its handles stay valid). Returns the new flow and
     /// the replaced one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowHandle, FlowKeyV4, FlowStatus, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, &str> = FlowTableBuilder::new().build()?;
+    /// let (key, _dir) = FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), 1000, [10, 0, 0, 2].into(), 80, Zone::DEFAULT);
+    /// let now = Timestamp::from_secs(1);
+    /// let (first, none) = table.insert(key, "first", now)?;
+    /// assert!(none.is_none());
+    /// let (second, replaced) = table.insert(key, "second", now)?;
+    /// let replaced = replaced.expect("the first flow was there");
+    /// assert!(replaced.same_flow(&first));
+    /// assert_eq!(*first, "first"); // its handles still read it...
+    /// assert_eq!(first.status(), FlowStatus::Replaced); // ...and say why it left
+    /// assert_eq!(table.get(&key, now).map(|f| *f), Some("second"));
+    /// assert!(second.same_flow(&table.get(&key, now).unwrap()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn insert(&self, key: K, value: V, now: Timestamp) -> Result<(Self::Handle, Option<Self::Handle>), TableFull>;
 
     /// Removes the flow under `key` and returns it, or `None` if there is no live flow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowHandle, FlowKeyV4, FlowStatus, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, u32> = FlowTableBuilder::new().build()?;
+    /// let (key, _dir) = FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), 1000, [10, 0, 0, 2].into(), 80, Zone::DEFAULT);
+    /// let now = Timestamp::from_secs(1);
+    /// let held = table.get_or_insert_with(key, now, || 7)?.flow; // a packet still holds it
+    /// let removed = table.remove(&key).expect("it was live");
+    /// assert!(removed.same_flow(&held));
+    /// assert!(table.get(&key, now).is_none() && table.remove(&key).is_none());
+    /// assert_eq!((*held, held.status()), (7, FlowStatus::Removed));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn remove(&self, key: &K) -> Option<Self::Handle>;
 
     /// Expires up to `budget` flows whose deadline is at or before `now`, from every thread's
@@ -264,6 +335,30 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     ///
     /// In [`ExpiryMode::WhileHeld`] a due flow that some handle still holds stays (it leaves when
     /// the last handle is dropped) and is not counted.
+    ///
+    /// # Examples
+    ///
+    /// A worker expires between bursts with a budget, so that a storm of due flows is spread over
+    /// many calls instead of stalling one burst:
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    /// use std::time::Duration;
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, ()> =
+    ///     FlowTableBuilder::new().idle_timeout(Duration::from_secs(10)).build()?;
+    /// let t0 = Timestamp::from_secs(100);
+    /// for port in 0..300 {
+    ///     let (key, _dir) = FlowKeyV4::new(proto::UDP, [10, 0, 0, 1].into(), port, [10, 0, 0, 2].into(), 53, Zone::DEFAULT);
+    ///     table.get_or_insert_with(key, t0, || ())?;
+    /// }
+    /// assert_eq!(table.expire(t0 + Duration::from_secs(9), 128), 0); // nothing due yet
+    /// let late = t0 + Duration::from_secs(10);
+    /// let passes: Vec<usize> = std::iter::from_fn(|| Some(table.expire(late, 128))).take(4).collect();
+    /// assert_eq!(passes, [128, 128, 44, 0]);
+    /// assert!(table.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn expire(&self, now: Timestamp, budget: usize) -> usize;
 
     /// Removes every flow (cause [`Removed`](crate::RemovalCause::Removed)); returns how many.
@@ -278,10 +373,48 @@ pub trait FlowTable<K, V>: Sized + Send + Sync {
     }
 
     /// The table's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    /// use std::time::Duration;
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, u8> =
+    ///     FlowTableBuilder::new().idle_timeout(Duration::from_secs(5)).build()?;
+    /// let key = |port| FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), port, [10, 0, 0, 2].into(), 80, Zone::DEFAULT).0;
+    /// let t0 = Timestamp::from_secs(1);
+    /// for port in [1, 2, 3] {
+    ///     table.get_or_insert_with(key(port), t0, || 0)?;
+    /// }
+    /// table.remove(&key(1));
+    /// table.expire(t0 + Duration::from_secs(5), usize::MAX);
+    /// let s = table.stats();
+    /// assert_eq!((s.created, s.removed, s.expired, s.live), (3, 1, 2, 0));
+    /// assert!(s.memory_bytes > 0); // the table's own structures: index, records, timers
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn stats(&self) -> Stats;
 
     /// Calls `f` on every flow that is active at `now`, one shard at a time. Weakly consistent:
     /// flows added or removed while it runs may or may not be seen. `f` runs outside every lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use flowtable::{DefaultFlowTable, FlowKeyV4, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+    ///
+    /// let table: DefaultFlowTable<FlowKeyV4, u64> = FlowTableBuilder::new().build()?;
+    /// let now = Timestamp::from_secs(1);
+    /// for (port, bytes) in [(1, 100), (2, 250)] {
+    ///     let (key, _dir) = FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), port, [10, 0, 0, 2].into(), 80, Zone::DEFAULT);
+    ///     table.get_or_insert_with(key, now, || bytes)?;
+    /// }
+    /// let mut total = 0;
+    /// table.for_each(now, |flow| total += **flow);
+    /// assert_eq!(total, 350);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn for_each<F: FnMut(&Self::Handle)>(&self, now: Timestamp, f: F);
 
     /// [`expire`](Self::expire) over all shards in parallel on rayon's pool, `budget` in total.
