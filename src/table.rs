@@ -63,6 +63,42 @@ pub struct GetOrInsert<H> {
 /// value alive and readable whatever happens to the flow in the table; [`status`](Self::status)
 /// says whether it is still there. The value is reached through `Deref` or [`value`](Self::value);
 /// mutate it through interior mutability (atomics, a lock) of your choosing.
+///
+/// # Examples
+///
+/// A TCP flow's life as a firewall sees it: a short timeout and the embryonic class until the
+/// handshake completes, a long one once established, a short one again on FIN.
+///
+/// ```
+/// use flowtable::{DefaultFlowTable, FlowClass, FlowHandle, FlowKeyV4, FlowStatus, FlowTable, FlowTableBuilder, Timestamp, Zone, proto};
+/// use std::time::Duration;
+///
+/// let table: DefaultFlowTable<FlowKeyV4, ()> =
+///     FlowTableBuilder::new().idle_timeout(Duration::from_secs(5)).build()?;
+/// let (key, _dir) = FlowKeyV4::new(proto::TCP, [10, 0, 0, 1].into(), 40000, [10, 0, 0, 2].into(), 443, Zone::DEFAULT);
+/// let t = |s| Timestamp::from_secs(s);
+///
+/// let flow = table.get_or_insert_with(key, t(0), || ())?.flow; // SYN
+/// assert_eq!((flow.class(), flow.expires_at()), (FlowClass::Embryonic, t(5)));
+///
+/// assert!(flow.touch(t(1))); // the handshake completes
+/// flow.set_class(FlowClass::Established);
+/// flow.set_timeout(Duration::from_secs(3600));
+/// assert_eq!(flow.expires_at(), t(3601));
+///
+/// assert!(flow.touch(t(60))); // FIN
+/// flow.set_class(FlowClass::Closing);
+/// flow.set_timeout(Duration::from_secs(10));
+/// assert_eq!(table.expire(t(69), 100), 0);
+/// assert_eq!(table.expire(t(70), 100), 1);
+///
+/// // The handle outlives the flow; a new connection on the same key is a different flow.
+/// assert_eq!(flow.status(), FlowStatus::Expired);
+/// assert!(!flow.touch(t(71)));
+/// let again = table.get_or_insert_with(key, t(71), || ())?.flow;
+/// assert!(!again.same_flow(&flow));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait FlowHandle<K, V>: Clone + Send + Sync + 'static + Deref<Target = V> {
     /// The flow's key.
     fn key(&self) -> &K;
