@@ -4,11 +4,8 @@
 //!
 //! - [`CapacityPolicy::Reject`] (default): a new flow at the maximum gets
 //!   [`TableFull`](crate::TableFull); every existing flow is left untouched.
-//! - [`CapacityPolicy::Evict`]: the table makes room, in a fixed order: a flow already past its
-//!   deadline (it leaves as `Expired`), else the least recently seen
-//!   [`Embryonic`](crate::FlowClass::Embryonic) flow, else the least recently seen
-//!   [`Closing`](crate::FlowClass::Closing) one, else the least recently seen
-//!   [`Established`](crate::FlowClass::Established) one (these leave as `Evicted`). This is
+//! - [`CapacityPolicy::Evict`]: the table makes room, in the fixed order that variant's
+//!   documentation states (users see it there; this module is private). This is
 //!   conntrack's early drop and Snort's pruning order; an established flow that keeps receiving
 //!   packets is never evicted while an embryonic one exists.
 //! - [`Emergency`] mode: above a high watermark new flows get a shorter idle timeout, until the
