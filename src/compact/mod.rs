@@ -5,6 +5,7 @@
 //! - `id`: the packed words (slot, reference word, time word) and tick arithmetic;
 //! - `slots`: the slot table (lock-free probing, reaping, in-place rebuild, growth);
 //! - `arena`: the record chunks, free list, and the shard's counted pointer;
+//! - `pages`: the slot arrays' allocation, on huge pages where the system allows;
 //! - `rc`: the record, its references, and the last-reference path;
 //! - `heap`: the timeout heaps;
 //! - `shard`: the operations of one shard;
@@ -12,12 +13,13 @@
 //!
 //! The protocol and its invariants C1..C11 are in `design/concurrency.md`; the byte layouts and the
 //! per-flow arithmetic in `design/memory.md`.
-#![deny(unsafe_code)] // mod.rs has none; the four files that need it (slots, arena, rc, heap) allow it explicitly
+#![deny(unsafe_code)] // mod.rs has none; the files that need it (slots, arena, rc, heap, pages) allow it explicitly
 
 mod arena;
 mod handle;
 mod heap;
 mod id;
+mod pages;
 mod rc;
 mod readers;
 mod shard;

@@ -16,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use super::id::slot::{self, EMPTY, TOMB};
+use super::pages::PageArray;
 use crate::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::CachePadded;
 
@@ -70,12 +71,14 @@ fn fetch_ahead(data: &[AtomicU64], i: usize, fetch: &dyn Fn(u64)) {
 
 /// One slot array. Its length is its capacity (any number, not only powers of two).
 pub(crate) struct SlotArray {
-    data: Box<[AtomicU64]>,
+    /// Huge pages for large arrays: a lookup's TLB miss then walks a shorter path, and growth
+    /// takes 512 times fewer page faults ([`pages`](super::pages)).
+    data: PageArray<AtomicU64>,
 }
 
 impl SlotArray {
     fn new(cap: usize) -> Box<SlotArray> {
-        Box::new(SlotArray { data: (0..cap.max(MIN_CAP)).map(|_| AtomicU64::new(EMPTY)).collect() })
+        Box::new(SlotArray { data: PageArray::new(cap.max(MIN_CAP), |_| AtomicU64::new(EMPTY)) })
     }
     #[inline]
     pub(crate) fn cap(&self) -> usize {
