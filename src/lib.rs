@@ -45,7 +45,7 @@
 //! | feature | backend | what it costs |
 //! |---|---|---|
 //! | `dashmap` (default) | [`DashFlowTable`]: `DashMap<K, Weak<Flow>>` + per-thread `priority_queue` timers | dashmap and priority-queue as dependencies |
-//! | `compact` | [`CompactFlowTable`]: per-shard slot tables over slab arenas, timeout heaps, lock-free lookups, one-word handles (~55 B/flow for a `FlowKeyV4` and an 8-byte value) | no dependency; `unsafe` code confined to `src/compact/{slots,arena,rc,heap}.rs` |
+//! | `compact` | [`CompactFlowTable`]: per-shard slot tables over slab arenas, timeout heaps, lock-free lookups, one-word handles (~55 B/flow for a `FlowKeyV4` and an 8-byte value) | `libc` on Linux for its huge-page hint (already in the tree through parking_lot); `unsafe` code confined to `src/compact/{slots,arena,rc,heap,pages}.rs` |
 //! | `rayon` | `par_expire` / `par_for_each` on every backend | rayon as a dependency |
 //!
 //! [`DefaultFlowTable`] names the backend the enabled features pick. The design, the concurrency
