@@ -9,8 +9,8 @@
 //! Record chunks stay on base pages: they are filled in order, and a 4 KiB fault clears the page
 //! just before the records are written into it, leaving it in the cache; a 2 MiB fault clears two
 //! megabytes at once, most of which has left the core's caches by the time records reach it.
-//! Chunks allocated in pairs on huge pages made `insert` slower by about as much as the slot
-//! arrays made it faster.
+//! Chunks allocated in 2 MiB pairs on huge pages, on top of the slot arrays, made `insert` slower
+//! than with no huge pages at all.
 //!
 //! The hint is `madvise(MADV_HUGEPAGE)`, honoured when the system's transparent huge page mode
 //! is `madvise` or `always` (`/sys/kernel/mm/transparent_hugepage/enabled`) and ignored when it
