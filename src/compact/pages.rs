@@ -36,15 +36,17 @@ const HUGE: usize = 2 << 20;
 fn advise_huge(p: *mut u8, bytes: usize) {
     let start = (p as usize).next_multiple_of(HUGE);
     let end = (p as usize).saturating_add(bytes) / HUGE * HUGE;
-    if end <= start {
-        return;
-    }
     #[cfg(all(target_os = "linux", not(flowtable_loom), not(miri)))]
-    // SAFETY: `madvise` with `MADV_HUGEPAGE` changes no contents and no mapping, only how future
-    // faults in the range are served; the range lies inside memory the caller owns, page aligned.
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+    if end > start {
+        // SAFETY: `madvise` with `MADV_HUGEPAGE` changes no contents and no mapping, only how
+        // future faults in the range are served; the range lies inside memory the caller owns,
+        // page aligned.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
     }
+    #[cfg(not(all(target_os = "linux", not(flowtable_loom), not(miri))))]
+    let _ = (start, end);
 }
 
 /// A fixed-length array, allocated from the global allocator and, when it spans 2 MiB or more,
