@@ -84,7 +84,6 @@ impl Counters {
         Counters { stripes: (0..stripes.max(1)).map(|_| CachePadded::default()).collect() }
     }
 
-    /// Counts one `event` on the stripe chosen by `stripe` (any number; it is reduced).
     #[inline]
     /// Counts `event` in the calling thread's stripe (threads that count the same shard's events
     /// do not share a cache line).

@@ -6,7 +6,8 @@
 //! writer that replaced an array (under the shard lock) frees it only after it has seen every
 //! stripe at zero at some moment *after* the replacement: a lookup that entered before the
 //! replacement is then finished, and one that enters after it loads the new array. Stripes are
-//! per thread (hashed), on their own cache lines, so concurrent lookups write different lines.
+//! per thread (by the thread's index), on their own cache lines, so concurrent lookups write
+//! different lines.
 //!
 //! Orderings: the increment, the array load in [`Slots::array_read`](super::slots::Slots) and the
 //! writer's replacing store and stripe loads are `SeqCst`, which puts each lookup's increment

@@ -40,14 +40,32 @@ pub(crate) fn mutant(name: &'static str) -> bool {
     loom_mutant::active(name)
 }
 
-/// A number that differs between threads (not a dense index): picks a thread's stripe of a
-/// striped counter, so that threads counting the same events write different cache lines.
+/// The calling thread's index: 0, 1, 2... in the order threads first ask for it. Picks a
+/// thread's stripe of a striped counter (`index % stripes`), so that threads counting the same
+/// events write different cache lines: any `stripes` threads that first asked one after another
+/// get different stripes.
+///
+/// A hint, not part of any protocol (any value is correct), so its counter is a plain `std`
+/// atomic even in loom builds, where all model threads share one OS thread and so one index.
+/// (It used to hash the address of a thread-local. Two threads' addresses can hash to one
+/// stripe, and as the C library hands new threads the stacks of finished ones, the same two
+/// addresses come back: two workers spawned by a benchmark shared a stripe of 8 in every
+/// repetition.)
 #[inline]
 pub(crate) fn thread_stripe() -> usize {
-    std::thread_local!(static HERE: u8 = const { 0 });
-    // Threads' thread-local blocks lie at distinct addresses: hash this one's.
-    let a = HERE.with(|h| h as *const u8 as usize);
-    ((a >> 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(24) as usize
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local!(static INDEX: Cell<usize> = const { Cell::new(usize::MAX) });
+    INDEX.with(|i| match i.get() {
+        usize::MAX => {
+            // Relaxed: only uniqueness matters, which the read-modify-write gives.
+            let v = NEXT.fetch_add(1, Ordering::Relaxed).min(usize::MAX - 1);
+            i.set(v);
+            v
+        }
+        v => v,
+    })
 }
 
 /// Pads and aligns a value to its own cache lines (two, as adjacent-line prefetch pairs them).
@@ -59,5 +77,30 @@ impl<T> std::ops::Deref for CachePadded<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+#[cfg(all(test, not(flowtable_loom)))]
+mod tests {
+    use super::thread_stripe;
+
+    #[test]
+    fn live_threads_have_distinct_stable_stripe_indices() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let b = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    let first = thread_stripe();
+                    b.wait(); // all eight alive at once
+                    assert_eq!(thread_stripe(), first, "a thread keeps its index");
+                    first
+                })
+            })
+            .collect();
+        let mut seen: Vec<usize> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "threads alive together never share an index");
     }
 }
