@@ -84,9 +84,9 @@ impl Counters {
         Counters { stripes: (0..stripes.max(1)).map(|_| CachePadded::default()).collect() }
     }
 
-    #[inline]
     /// Counts `event` in the calling thread's stripe (threads that count the same shard's events
     /// do not share a cache line).
+    #[inline]
     pub(crate) fn add(&self, event: Event) {
         let s = &self.stripes[crate::sync::thread_stripe() % self.stripes.len()];
         let c = match event {
