@@ -23,6 +23,7 @@ backend_tests!(
     touch_extends_and_never_moves_backwards,
     touch_fails_once_the_deadline_passed,
     expire_respects_budget_and_notifies_once,
+    unbounded_expire_takes_every_due_flow_in_one_call,
     expire_refiles_touched_flows,
     insert_replaces_and_old_handle_stays_readable,
     remove_returns_the_flow_once,
@@ -152,6 +153,24 @@ fn expire_respects_budget_and_notifies_once<B: Backend>() {
         assert_eq!(h.status(), FlowStatus::Expired);
         assert_eq!(**h, i as u64, "an expired flow stays readable through its handle");
     }
+}
+
+/// Many distinct deadlines in one shard (the compact backend's radix heap redistributes its
+/// timers over many steps): one unbounded call takes every due flow and no other.
+fn unbounded_expire_takes_every_due_flow_in_one_call<B: Backend>() {
+    let t = build::<B, u64>(FlowTableBuilder::new().shards(1).idle_timeout(secs(10))).unwrap();
+    const N: u32 = 50_000;
+    for i in 0..N {
+        t.get_or_insert_with(key(i), ms(u64::from(i)), || u64::from(i)).unwrap();
+    }
+    // Flow i is due from 10_000 + i ms.
+    assert_eq!(t.expire(ms(10_000 + 24_999), usize::MAX), 25_000);
+    assert_eq!(t.len(), 25_000);
+    assert!(t.get(&key(24_999), ms(10_000 + 24_999)).is_none());
+    assert!(t.get(&key(25_000), ms(10_000 + 24_999)).is_some());
+    assert_eq!(t.expire(ms(10_000 + 24_999), usize::MAX), 0);
+    assert_eq!(t.expire(ms(10_000 + 49_999), usize::MAX), 25_000);
+    assert!(t.is_empty());
 }
 
 fn expire_refiles_touched_flows<B: Backend>() {
