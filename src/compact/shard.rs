@@ -294,9 +294,11 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Takes the shard lock. Holds are short (a creation, a batch of expiries), so a waiter
-    /// spins for about a hold's length before it parks: parking and waking cost two context
-    /// switches, more than the wait itself.
+    /// Takes the shard lock. A creation's hold is short, so a waiter spins (~80 µs on the CI VM)
+    /// before it parks: parking and waking cost two context switches, more than such a wait. An
+    /// expiry batch may hold the lock longer: with an unbounded budget its radix redistribution
+    /// is unbounded too (330 µs per batch on average at 10^7 flows; `design/benchmarks.md`, "Two
+    /// threads on `mixed` at 10^7"), and waiters then park.
     fn lock(&self) -> MutexGuard<'_, Locked> {
         #[cfg(not(flowtable_loom))]
         for _ in 0..LOCK_SPINS {
