@@ -204,6 +204,57 @@ fn threads_race_with_long_timeouts() {
     race(ExpiryMode::WhileHeld, 2_000, usize::MAX, Duration::from_secs(3600));
 }
 
+/// One unbounded expiry pass over many distinct deadlines in one shard (thousands of blocks of
+/// radix redistribution) while other threads create, look up and drop flows in the same shard:
+/// the pass gives the shard lock up to waiting creators between blocks of that work and takes it
+/// back, and still expires exactly the due flows, each once.
+#[test]
+fn an_unbounded_expiry_pass_lets_creations_through() {
+    let ms = Timestamp::from_millis;
+    let n = scale(100_000) as u32;
+    let t: Arc<CompactFlowTable<FlowKeyV4, u32>> =
+        Arc::new(FlowTableBuilder::new().shards(1).idle_timeout(Duration::from_secs(10)).build().unwrap());
+    // Flow i is due from 10_000 + i ms.
+    for i in 0..n {
+        t.get_or_insert_with(key(i), ms(u64::from(i)), || i).unwrap();
+    }
+    let end = 10_000 + u64::from(n) - 1;
+    let start = Arc::new(Barrier::new(3));
+    let done = Arc::new(AtomicBool::new(false));
+    let creators: Vec<_> = (0..2u32)
+        .map(|c| {
+            let (t, start, done) = (Arc::clone(&t), Arc::clone(&start), Arc::clone(&done));
+            thread::spawn(move || {
+                start.wait();
+                let mut made = 0u32;
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(c + 1));
+                while !done.load(Ordering::Relaxed) || made < 1_000 {
+                    // New flows, due long after the pass's `now`: none of them may expire.
+                    let k = n + c * 10_000_000 + made;
+                    let h = t.get_or_insert_with(key(k), ms(end + 1), || k).unwrap().flow;
+                    assert_eq!(*h, k);
+                    drop(h);
+                    made += 1;
+                    // An old flow is never visible at or after its deadline.
+                    let old = (rng.next() % u64::from(n)) as u32;
+                    assert!(t.get(&key(old), ms(10_000 + u64::from(old))).is_none());
+                }
+                made
+            })
+        })
+        .collect();
+    start.wait();
+    let expired = t.expire(ms(end), usize::MAX);
+    done.store(true, Ordering::Relaxed);
+    let made: u32 = creators.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(expired, n as usize, "every old flow is due, and expires once");
+    assert_eq!(t.expire(ms(end), usize::MAX), 0);
+    assert_eq!(t.len(), made as usize, "the new flows all stay");
+    for i in 0..n {
+        assert!(t.get(&key(i), ms(end)).is_none());
+    }
+}
+
 /// Handles dropped on other threads after the table is gone.
 #[test]
 fn handles_outlive_the_table_across_threads() {

@@ -137,6 +137,10 @@ pub(crate) struct Shard<K, V> {
     slots: Slots,
     pub(crate) arena: Arena<K, V>,
     locked: CachePadded<Mutex<Locked>>,
+    /// Threads waiting for the shard lock (a scheduling hint, read Relaxed: the expiry pass gives
+    /// the lock up between blocks of timer work while it is nonzero; nothing else depends on it).
+    #[cfg(not(flowtable_loom))]
+    waiting: CachePadded<crate::sync::atomic::AtomicU32>,
     /// Signalled when a creation finishes or is abandoned.
     created: Condvar,
     pub(crate) common: Arc<Common<K, V>>,
@@ -268,6 +272,11 @@ type Inserted<K, V> = (RecordRef<K, V>, Option<RecordRef<K, V>>);
 #[cfg(not(flowtable_loom))]
 const LOCK_SPINS: usize = 200;
 
+/// How long (in steps of 16 pause instructions, ~0.4 µs on the CI VM) an expiry pass that gave
+/// up the lock lets waiters take it before it asks again.
+#[cfg(not(flowtable_loom))]
+const YIELD_SPINS: usize = 32;
+
 /// Up to this many flows per expiry batch (one lock hold); a stack array, no allocation.
 const BATCH: usize = 32;
 
@@ -287,6 +296,8 @@ impl<K, V> Shard<K, V> {
                 free: NONE,
                 victims: victims::Victims::new(),
             })),
+            #[cfg(not(flowtable_loom))]
+            waiting: CachePadded(crate::sync::atomic::AtomicU32::new(0)),
             created: Condvar::new(),
             common,
             search: CachePadded::default(),
@@ -294,22 +305,64 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Takes the shard lock. A creation's hold is short, so a waiter spins (~80 µs on the CI VM)
-    /// before it parks: parking and waking cost two context switches, more than such a wait. An
-    /// expiry batch may hold the lock longer: with an unbounded budget its radix redistribution
-    /// is unbounded too (330 µs per batch on average at 10^7 flows; `design/benchmarks.md`, "Two
-    /// threads on `mixed` at 10^7"), and waiters then park.
+    /// Takes the shard lock. Every hold is short (a creation's, or one batch or a few blocks of
+    /// timer work of an expiry pass), so a waiter spins (~80 µs on the CI VM) before it parks:
+    /// parking and waking cost two context switches, more than such a wait. A waiter is counted
+    /// in `waiting` so that an expiry pass lets it through (`yield_lock`).
     fn lock(&self) -> MutexGuard<'_, Locked> {
         #[cfg(not(flowtable_loom))]
-        for _ in 0..LOCK_SPINS {
+        {
             if let Some(g) = self.locked.try_lock() {
                 return g;
             }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            let g = self.lock_contended();
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            g
+        }
+        #[cfg(flowtable_loom)]
+        self.locked.lock()
+    }
+
+    #[cfg(not(flowtable_loom))]
+    fn lock_contended(&self) -> MutexGuard<'_, Locked> {
+        for _ in 0..LOCK_SPINS {
             for _ in 0..16 {
                 crate::sync::hint::spin_loop();
             }
+            if let Some(g) = self.locked.try_lock() {
+                return g;
+            }
         }
         self.locked.lock()
+    }
+
+    /// Lets the threads waiting for the shard lock through, if any, and takes it back: the lock
+    /// is handed to a parked waiter directly (a fair unlock), and a spinning one is given the
+    /// time to take it before this thread asks again. An expiry pass calls it between blocks of
+    /// timer work, so that a long pass does not hold up the creations of the shard.
+    fn yield_lock<'a>(&'a self, g: MutexGuard<'a, Locked>) -> MutexGuard<'a, Locked> {
+        #[cfg(not(flowtable_loom))]
+        {
+            if self.waiting.load(Ordering::Relaxed) == 0 {
+                return g;
+            }
+            crate::sync::unlock_fair(g);
+            for _ in 0..YIELD_SPINS {
+                if self.waiting.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+                for _ in 0..16 {
+                    crate::sync::hint::spin_loop();
+                }
+            }
+            self.lock()
+        }
+        #[cfg(flowtable_loom)]
+        {
+            drop(g);
+            self.lock()
+        }
     }
 
     fn try_lock(&self) -> Option<MutexGuard<'_, Locked>> {

@@ -46,6 +46,12 @@ impl<T> Mutex<T> {
     }
 }
 
+/// Unlocks `guard` (loom's mutex has no fair unlock; the model checks every order anyway).
+#[allow(dead_code)] // used by the compact backend
+pub(crate) fn unlock_fair<T>(guard: MutexGuard<'_, T>) {
+    drop(guard);
+}
+
 /// A condition variable paired with [`Mutex`].
 #[derive(Debug)]
 pub(crate) struct Condvar(loom::sync::Condvar);

@@ -77,6 +77,13 @@ impl<T> Mutex<T> {
     }
 }
 
+/// Unlocks `guard`, handing the lock to a parked waiter if there is one (parking_lot's fair
+/// unlock), rather than letting the unlocking thread take it back first.
+#[allow(dead_code)] // used by the compact backend
+pub(crate) fn unlock_fair<T>(guard: MutexGuard<'_, T>) {
+    parking_lot::MutexGuard::unlock_fair(guard);
+}
+
 /// A condition variable paired with [`Mutex`].
 #[derive(Debug, Default)]
 pub(crate) struct Condvar(parking_lot::Condvar);

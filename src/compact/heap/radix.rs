@@ -20,7 +20,12 @@
 #![forbid(unsafe_code)]
 
 /// Entries per block.
+#[cfg(not(flowtable_loom))]
 const PER_BLOCK: usize = 30;
+/// Entries per block under loom: two, so that a model with a handful of timers spans several
+/// blocks (and an expiry pass gives the shard lock up between them, C10a).
+#[cfg(flowtable_loom)]
+const PER_BLOCK: usize = 2;
 /// No block.
 const NIL: u32 = u32::MAX;
 /// Buckets: 0 (at most `last`) and one per bit of a `u32` key.
@@ -487,6 +492,42 @@ mod tests {
         got.sort_unstable();
         got.dedup();
         assert_eq!(got.len(), due);
+    }
+
+    /// Pushes while a redistribution is pending (an expiry pass that gave the shard lock up
+    /// between blocks of work lets creations file timers meanwhile): every key at least `last`
+    /// finds its bucket, one below it is due at once, and every due entry is popped exactly once.
+    #[test]
+    fn pushes_while_a_redistribution_is_pending() {
+        let mut keys: Vec<u32> = (0..3000u32).map(|i| 1000 + i.wrapping_mul(2_654_435_761) % 5000).collect();
+        let mut h = Radix::with_capacity(0);
+        for (i, &k) in keys.iter().enumerate() {
+            h.push(i as u32, k);
+        }
+        let (now, mut got, mut pushed) = (4000u32, Vec::new(), 0);
+        loop {
+            let mut work = 1;
+            match h.pop_due(now, |e| keys[e as usize], null, &mut work) {
+                Pop::Item(e) => got.push(e),
+                Pop::Nothing => break,
+                Pop::Later => {
+                    assert!(h.pending != NIL, "work ran out with nothing pending");
+                    // A creation files a timer: mostly later than `last`, now and then earlier.
+                    let e = keys.len() as u32;
+                    let k = if pushed % 5 == 0 { h.last.saturating_sub(7) } else { h.last + 1 + (pushed * 37) % 9000 };
+                    keys.push(k);
+                    h.push(e, k);
+                    pushed += 1;
+                }
+            }
+            h.validate(|e| keys[e as usize]);
+        }
+        assert!(pushed > 10, "few pushes landed during a redistribution ({pushed})");
+        let mut due: Vec<u32> = (0..keys.len() as u32).filter(|&e| keys[e as usize] <= now).collect();
+        got.sort_unstable();
+        due.sort_unstable();
+        assert_eq!(got, due, "every due entry, once");
+        assert_eq!(h.len(), keys.len() - due.len());
     }
 
     /// Pops everything due at each step of a rising clock, checking order and completeness

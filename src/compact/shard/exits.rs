@@ -9,6 +9,15 @@ use crate::compact::heap::Popped;
 /// The least redistribution work (blocks) an expiry call may do.
 const WORK_MIN: usize = 8;
 
+/// The most redistribution work (blocks of 30 timers, a few µs each on a table larger than the
+/// caches) an expiry pass does in one hold of the shard lock, so that creations waiting for the
+/// lock are not held up by a long redistribution (`design/benchmarks.md`, "Two threads on
+/// `mixed` at 10^7"). One under loom, so that a model with a few dozen timers gives the lock up.
+#[cfg(not(flowtable_loom))]
+const HOLD_WORK: usize = 8;
+#[cfg(flowtable_loom)]
+const HOLD_WORK: usize = 1;
+
 impl<K, V> Shard<K, V> {
     /// One expiry pass over this shard, up to `budget` flows. `hash` recomputes a key's hash
     /// (outside the lock) to clear expired flows' slots.
@@ -62,15 +71,22 @@ impl<K, V> Shard<K, V> {
             let (mut ne, mut nr) = (0, 0);
             let want = (budget - total).min(BATCH);
             let mut extra = Vec::new(); // other timers of released flows (rare)
+            let mut held = 0; // blocks of redistribution moved in this hold
+            let mut more = false; // the hold ended on its work bound, not for want of due flows
             {
-                let mut g = if std::mem::take(&mut first) { self.try_lock()? } else { self.lock() };
-                let g = &mut *g;
+                let mut guard = if std::mem::take(&mut first) { self.try_lock()? } else { self.lock() };
                 let pal = &self.common.palette;
-                g.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
+                guard.timers.rebase(&self.arena, t, |rec| rec.deadline(pal));
                 // Arrays retired by growth are freed here once no lookup may probe them (C1).
-                self.slots.reclaim(&mut g.slots, &self.common.readers);
+                self.slots.reclaim(&mut guard.slots, &self.common.readers);
                 while ne < want && nr < BATCH {
-                    let (r, from) = match g.timers.pop_due(&self.arena, t, &mut work) {
+                    let g = &mut *guard;
+                    let mut allowance = work.min(HOLD_WORK - held);
+                    let before = allowance;
+                    let popped = g.timers.pop_due(&self.arena, t, &mut allowance);
+                    work -= before - allowance;
+                    held += before - allowance;
+                    let (r, from) = match popped {
                         Popped::Timer(r, from) => (r, from),
                         Popped::Nothing => {
                             // Upholds B: every timer left is due after `t`.
@@ -78,6 +94,17 @@ impl<K, V> Shard<K, V> {
                                 self.raise_due(t);
                             }
                             break;
+                        }
+                        // The hold's bound, not the call's: end the batch if it has flows,
+                        // else let the shard's waiters through and go on.
+                        Popped::Later if work > 0 => {
+                            if ne + nr > 0 {
+                                more = true;
+                                break;
+                            }
+                            guard = self.yield_lock(guard);
+                            held = 0;
+                            continue;
                         }
                         Popped::Later if total + ne > 0 => {
                             stop = true;
@@ -170,7 +197,7 @@ impl<K, V> Shard<K, V> {
                     }
                 }
             }
-            if ne < want && nr < BATCH {
+            if ne < want && nr < BATCH && !more {
                 break;
             }
         }
