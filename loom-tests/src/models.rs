@@ -1,7 +1,7 @@
 //! The models, generic over the backend. Each uses at most 3 threads (main included), one key and a
 //! handful of operations. Invariants cite `design/concurrency.md`.
 
-use flowtable::{CapacityPolicy, ExpiryMode, FlowHandle, FlowStatus, RemovalCause};
+use flowtable::{CapacityPolicy, ExpiryMode, FlowHandle, FlowStatus, RemovalCause, Timestamp};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -270,5 +270,39 @@ pub fn insert_vs_expire<T: Table>() {
     assert!(seen.same_flow(&new), "the map lost the new flow");
     assert_eq!(table.len(), 1);
     drop((h, new, replaced, seen));
+    ctx.finish(unwrap_table(table));
+}
+
+/// An expiry pass over many due flows with distinct deadlines races a creation in the same shard
+/// under the key of one of them. On the compact backend the pass gives the shard lock up between
+/// blocks of timer work (one block per hold under loom) and takes it back, so the creation may land
+/// while a redistribution of the timers is pending. Every old flow leaves exactly once, as expired
+/// (by the pass, or displaced by the creation since it is past its deadline), the new flow stays
+/// and is the one the key finds (R1, R3, R5).
+pub fn expiry_pass_vs_create<T: Table>() {
+    const OLD: u32 = 6;
+    const FIRST: u64 = 100;
+    let ctx = Ctx::new();
+    let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
+    for i in 0..OLD {
+        // Flow i is due 10 s and i ms after T0: every deadline distinct, all before T_LATE.
+        let at = Timestamp::from_nanos(T0.as_nanos() + u64::from(i) * 1_000_000);
+        drop(table.get_or_insert_with(FIRST + u64::from(i), at, || ctx.val(100 + i)).expect("not full"));
+    }
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    let creator = thread::spawn(move || t2.get_or_insert_with(FIRST, T_LATE, || c2.val(1)).expect("not full"));
+    let n = table.expire(T_LATE, usize::MAX);
+    let new = creator.join().unwrap();
+    assert!(new.created, "a due flow was handed out");
+    assert!(n == OLD as usize || n == OLD as usize - 1, "{n} flows expired by the pass");
+    let mut events = ctx.events();
+    events.sort_unstable_by_key(|e| e.0);
+    let want: Vec<_> = (0..OLD).map(|i| (100 + i, RemovalCause::Expired)).collect();
+    assert_eq!(events, want, "every old flow leaves once, as expired");
+    assert_eq!(new.flow.status(), FlowStatus::Active, "the new flow left");
+    let seen = table.get(&FIRST, T_LATE).expect("the new flow must be visible");
+    assert!(seen.same_flow(&new.flow), "the key finds another flow");
+    assert_eq!(table.len(), 1);
+    drop((new, seen));
     ctx.finish(unwrap_table(table));
 }

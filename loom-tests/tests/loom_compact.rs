@@ -77,3 +77,9 @@ fn capacity_bound() {
 fn evict_vs_remove() {
     run_model("compact/evict_vs_remove", || models::evict_vs_remove::<Compact>(true));
 }
+
+/// Mutants: compact_leave_ignores_status
+#[test]
+fn expiry_pass_vs_create() {
+    run_model("compact/expiry_pass_vs_create", models::expiry_pass_vs_create::<Compact>);
+}

@@ -70,3 +70,9 @@ fn capacity_bound() {
 fn evict_vs_remove() {
     run_model("dashmap/evict_vs_remove", || models::evict_vs_remove::<Dash>(true));
 }
+
+/// Mutants: leave_plain_store
+#[test]
+fn expiry_pass_vs_create() {
+    run_model("dashmap/expiry_pass_vs_create", models::expiry_pass_vs_create::<Dash>);
+}
