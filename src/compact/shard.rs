@@ -305,10 +305,12 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Takes the shard lock. Every hold is short (a creation's, or one batch or a few blocks of
-    /// timer work of an expiry pass), so a waiter spins (~80 µs on the CI VM) before it parks:
-    /// parking and waking cost two context switches, more than such a wait. A waiter is counted
-    /// in `waiting` so that an expiry pass lets it through (`yield_lock`).
+    /// Takes the shard lock. The holds of the packet path are short (a creation's, or one batch
+    /// or a few blocks of timer work of an expiry pass), so a waiter spins (~80 µs on the CI VM)
+    /// before it parks: parking and waking cost two context switches, more than such a wait.
+    /// (`clear`, the snapshot of `for_each` and an eviction's rescan of a shard hold it for a
+    /// pass over the shard's slots; waiters then park.) A waiter is counted in `waiting` so that
+    /// an expiry pass lets it through (`yield_lock`).
     fn lock(&self) -> MutexGuard<'_, Locked> {
         #[cfg(not(flowtable_loom))]
         {
