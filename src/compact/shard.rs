@@ -268,14 +268,23 @@ pub(crate) struct Victim {
 /// What `insert` returns: the new flow and the one it replaced.
 type Inserted<K, V> = (RecordRef<K, V>, Option<RecordRef<K, V>>);
 
-/// Attempts (16 pause instructions apart) before a shard-lock waiter parks.
+/// Attempts (a `backoff` apart) before a shard-lock waiter parks.
 #[cfg(not(flowtable_loom))]
 const LOCK_SPINS: usize = 200;
 
-/// How long (in steps of 16 pause instructions, ~0.4 µs on the CI VM) an expiry pass that gave
-/// up the lock lets waiters take it before it asks again.
+/// How long (in `backoff` steps) an expiry pass that gave up the lock lets waiters take it before
+/// it asks again.
 #[cfg(not(flowtable_loom))]
 const YIELD_SPINS: usize = 32;
+
+/// One step of a shard-lock wait: 16 pause instructions (~0.4 µs on the CI VM).
+#[cfg(not(flowtable_loom))]
+#[inline]
+fn backoff() {
+    for _ in 0..16 {
+        crate::sync::hint::spin_loop();
+    }
+}
 
 /// Up to this many flows per expiry batch (one lock hold); a stack array, no allocation.
 const BATCH: usize = 32;
@@ -329,9 +338,7 @@ impl<K, V> Shard<K, V> {
     #[cfg(not(flowtable_loom))]
     fn lock_contended(&self) -> MutexGuard<'_, Locked> {
         for _ in 0..LOCK_SPINS {
-            for _ in 0..16 {
-                crate::sync::hint::spin_loop();
-            }
+            backoff();
             if let Some(g) = self.locked.try_lock() {
                 return g;
             }
@@ -354,9 +361,7 @@ impl<K, V> Shard<K, V> {
                 if self.waiting.load(Ordering::Relaxed) == 0 {
                     break;
                 }
-                for _ in 0..16 {
-                    crate::sync::hint::spin_loop();
-                }
+                backoff();
             }
             self.lock()
         }
