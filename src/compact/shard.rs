@@ -351,25 +351,20 @@ impl<K, V> Shard<K, V> {
     /// time to take it before this thread asks again. An expiry pass calls it between blocks of
     /// timer work, so that a long pass does not hold up the creations of the shard.
     fn yield_lock<'a>(&'a self, g: MutexGuard<'a, Locked>) -> MutexGuard<'a, Locked> {
+        // Under loom the give-up is unconditional and the scheduler decides who goes next.
         #[cfg(not(flowtable_loom))]
-        {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return g;
+        }
+        crate::sync::unlock_fair(g);
+        #[cfg(not(flowtable_loom))]
+        for _ in 0..YIELD_SPINS {
             if self.waiting.load(Ordering::Relaxed) == 0 {
-                return g;
+                break;
             }
-            crate::sync::unlock_fair(g);
-            for _ in 0..YIELD_SPINS {
-                if self.waiting.load(Ordering::Relaxed) == 0 {
-                    break;
-                }
-                backoff();
-            }
-            self.lock()
+            backoff();
         }
-        #[cfg(flowtable_loom)]
-        {
-            drop(g);
-            self.lock()
-        }
+        self.lock()
     }
 
     fn try_lock(&self) -> Option<MutexGuard<'_, Locked>> {
