@@ -490,6 +490,49 @@ mod tests {
         bounds::<CompactFlow<FlowKeyV4, u64>>();
     }
 
+    /// Expiry returns a batch's records to the free list under one lock hold after their
+    /// contents are dropped: a value whose `Drop` panics mid-batch reaches the caller only once
+    /// every other record is back on the free list and every other value was dropped once.
+    #[test]
+    fn a_panicking_value_drop_in_an_expiry_batch_loses_no_record() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        struct V(u64);
+        impl Drop for V {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, Ordering::SeqCst);
+                if self.0 == 40 {
+                    panic!("a value's Drop panics");
+                }
+            }
+        }
+        let t0 = Timestamp::from_secs(10);
+        let later = t0 + Duration::from_secs(2);
+        let t: CompactFlowTable<u64, V> =
+            FlowTableBuilder::new().shards(1).idle_timeout(Duration::from_secs(1)).build().unwrap();
+        for k in 0..100u64 {
+            t.get_or_insert_with(k, t0, || V(k)).unwrap();
+        }
+        let bytes = t.memory_bytes();
+        let held = t.get(&7, t0).unwrap(); // keeps flow 7's record and value past its expiry
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.expire(later, usize::MAX)));
+        assert!(r.is_err(), "the Drop's panic reaches the caller");
+        assert!(t.is_empty());
+        assert_eq!(t.stats().expired, 100);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 99, "every value but the held one dropped once");
+        t.debug_validate();
+        // The 99 freed records (the panicking one's too) are reused: no new chunk, no growth.
+        for k in 100..199u64 {
+            t.get_or_insert_with(k, later, || V(k)).unwrap();
+        }
+        assert_eq!(t.memory_bytes(), bytes);
+        assert_eq!((*held).0, 7, "a handle keeps its flow readable after expiry");
+        drop(held);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 100);
+        drop(t);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 199);
+    }
+
     /// A table with an hour's idle timeout holding flows 0..2,000 created at `t0`, and its bytes.
     fn table_before_churn(t0: Timestamp) -> (CompactFlowTable<u64, u64>, usize) {
         let t: CompactFlowTable<u64, u64> =

@@ -470,14 +470,14 @@ impl<K, V> Clone for RecordRef<K, V> {
 }
 
 impl<K, V> RecordRef<K, V> {
-    /// Drops this reference; `true` if it was the last one and the flow left the table because of
-    /// it (a `WhileHeld` flow whose timer released it).
-    pub(crate) fn release_reporting(self) -> bool {
+    /// Drops this reference; the record if it was the last one, for the caller to finish as
+    /// [`last_ref_gone`] would (`Shard::release_all`, which frees a batch under one lock hold).
+    pub(crate) fn release_last(self) -> Option<DeadRecord<K, V>> {
         let ptr = self.ptr;
         std::mem::forget(self);
         // SAFETY: `self` owned one count, which this release consumes (it is forgotten above).
         let rec = unsafe { ptr.as_ref() };
-        rec.release() && last_ref_gone(DeadRecord { ptr })
+        rec.release().then_some(DeadRecord { ptr })
     }
 }
 

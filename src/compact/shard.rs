@@ -487,9 +487,67 @@ impl<K, V> Shard<K, V> {
 
     /// Returns a dead record to the free list (its contents already dropped).
     pub(crate) fn free_record(&self, idx: u32) {
+        self.free_records(&[idx]);
+    }
+
+    /// Returns dead records to the free list under one lock hold (their contents already dropped).
+    fn free_records(&self, idxs: &[u32]) {
+        if idxs.is_empty() {
+            return;
+        }
         let mut g = self.lock();
         let g = &mut *g;
-        self.arena.free(&mut g.free, idx);
+        for &idx in idxs {
+            self.arena.free(&mut g.free, idx);
+        }
+    }
+
+    /// Drops references to records of this shard as dropping each would, but returns the records
+    /// whose last reference this was to the free list under one lock hold per [`BATCH`] and drops
+    /// their counts on the shard with one subtraction (C8): the caller reached `self` through the
+    /// table, whose own count keeps the shard alive meanwhile. Contents (a key's or value's
+    /// `Drop`) and exits (`on_dead`, which may run the listener) are finished with no lock held.
+    /// Returns how many flows left the table here; the first panic of a listener or a `Drop` is
+    /// put in `panic` once every record is released.
+    pub(crate) fn release_all(
+        &self,
+        refs: impl IntoIterator<Item = RecordRef<K, V>>,
+        panic: &mut Option<Box<dyn std::any::Any + Send>>,
+    ) -> usize {
+        let mut idxs = [0u32; BATCH];
+        let (mut n, mut freed, mut left) = (0, 0, 0);
+        for r in refs {
+            let Some(dead) = r.release_last() else { continue };
+            let (owner, idx) = Arena::<K, V>::locate(dead.record());
+            debug_assert!(std::ptr::eq(owner, self), "release_all: a record of another shard");
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.on_dead(&dead))) {
+                Ok(l) => left += usize::from(l),
+                Err(p) => {
+                    left += 1; // it left before the listener ran
+                    panic.get_or_insert(p);
+                }
+            }
+            // A panicking `Drop` leaves the rest of the contents undropped (leaked), not the record.
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dead.drop_contents())) {
+                panic.get_or_insert(p);
+            }
+            idxs[n] = idx;
+            n += 1;
+            if n == BATCH {
+                self.free_records(&idxs);
+                freed += n;
+                n = 0;
+            }
+        }
+        self.free_records(&idxs[..n]);
+        freed += n;
+        if freed > 0 {
+            // Release (as `release_shard`): the uses of these records happen before whatever
+            // release later frees the shard. Never the last count: the table holds one (C8).
+            let before = self.refs.fetch_sub(freed, Ordering::Release);
+            debug_assert!(before > freed, "C8: the table's count keeps the shard");
+        }
+        left
     }
 
     /// The exit of a record whose last reference went while it was still in the table (a

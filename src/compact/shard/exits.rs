@@ -184,19 +184,11 @@ impl<K, V> Shard<K, V> {
                 panic.get_or_insert(p);
             }
             total += ne;
-            drop(expired);
             drop(extra);
-            // A `WhileHeld` flow whose last handle is gone leaves here (`on_dead`), and counts.
-            for r in released.iter_mut().take(nr) {
-                let r = r.take().expect("filled");
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.release_reporting())) {
-                    Ok(left) => total += usize::from(left),
-                    Err(p) => {
-                        panic.get_or_insert(p);
-                        total += 1;
-                    }
-                }
-            }
+            // The timers' references, freed together; a `WhileHeld` flow whose last handle is
+            // gone leaves here (`on_dead`), and counts.
+            let refs = expired[..ne].iter_mut().chain(&mut released[..nr]).map(|r| r.take().expect("filled"));
+            total += self.release_all(refs, &mut panic);
             if ne < want && nr < BATCH && !more {
                 break;
             }
@@ -237,8 +229,11 @@ impl<K, V> Shard<K, V> {
         }
         self.finish_exits(&removed);
         let n = removed.len();
-        drop(removed);
-        drop(other);
+        let mut panic = None;
+        self.release_all(removed.into_iter().map(|(r, _)| r).chain(other), &mut panic);
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
         n
     }
 
