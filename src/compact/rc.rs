@@ -442,22 +442,48 @@ impl<K, V> Drop for Creation<K, V> {
     }
 }
 
-/// Finishes a record whose last reference went: its exit if it was still in the table, its
-/// contents, its return to the free list, and its count on the shard (C8). Returns whether the
-/// flow left the table here.
-fn last_ref_gone<K, V>(dead: DeadRecord<K, V>) -> bool {
+/// A dead record finished by [`finish_dead`]: what is left is its return to the free list of
+/// `shard` (at `idx`) and the drop of its count there.
+pub(crate) struct Finished<K, V> {
+    pub(crate) shard: *const Shard<K, V>,
+    pub(crate) idx: u32,
+    /// Whether the flow left the table here (`on_dead`).
+    pub(crate) left: bool,
+    /// The first panic of the listener or of a key's or value's `Drop`, for the caller to resume
+    /// once the record is free.
+    pub(crate) panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// Finishes a record whose last reference went, short of its return to the free list: its exit
+/// if it was still in the table (`Shard::on_dead`, which may run the listener), then its
+/// contents, with no lock held. A panic in either is caught and handed back, so that the record
+/// is still freed (a panicking `Drop` leaks the rest of the contents, not the record).
+pub(crate) fn finish_dead<K, V>(dead: DeadRecord<K, V>) -> Finished<K, V> {
     let (shard_ptr, idx) = Arena::<K, V>::locate(dead.ptr.as_ptr());
     // SAFETY: the record is allocated (not yet freed), so it holds a count of its shard (C8).
     let shard = unsafe { &*shard_ptr };
-    let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.on_dead(&dead)));
-    dead.drop_contents();
-    shard.free_record(idx);
+    let (left, mut panic) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.on_dead(&dead))) {
+        Ok(left) => (left, None),
+        Err(p) => (true, Some(p)), // it left before the listener ran
+    };
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dead.drop_contents())) {
+        panic.get_or_insert(p);
+    }
+    Finished { shard: shard_ptr, idx, left, panic }
+}
+
+/// Finishes a record whose last reference went ([`finish_dead`]), returns it to the free list
+/// and drops its count on the shard (C8). Returns whether the flow left the table here.
+fn last_ref_gone<K, V>(dead: DeadRecord<K, V>) -> bool {
+    let f = finish_dead(dead);
+    // SAFETY: the record is not yet freed, so it still holds a count of its shard (C8).
+    unsafe { &*f.shard }.free_record(f.idx);
     // SAFETY: the record's allocation owned one count of its shard; the record is free now and
-    // `shard` is not used after this call (C8).
-    unsafe { release_shard(shard_ptr) };
-    match exit {
-        Ok(left) => left,
-        Err(p) => std::panic::resume_unwind(p),
+    // the shard is not used after this call (C8).
+    unsafe { release_shard(f.shard) };
+    match f.panic {
+        None => f.left,
+        Some(p) => std::panic::resume_unwind(p),
     }
 }
 

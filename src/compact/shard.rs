@@ -10,7 +10,7 @@ use super::arena::{Arena, NONE};
 use super::heap::{From, Timers, UNFILED};
 use super::id::{self, refw, slot, timew};
 use super::rc::Due;
-use super::rc::{Creation, DeadRecord, RecordRef};
+use super::rc::{finish_dead, Creation, DeadRecord, RecordRef};
 use super::readers::{ReadGuard, Readers};
 use super::slots::{SlotArray, Slots, SlotsW};
 use crate::capacity::Occupancy;
@@ -518,20 +518,13 @@ impl<K, V> Shard<K, V> {
         let (mut n, mut freed, mut left) = (0, 0, 0);
         for r in refs {
             let Some(dead) = r.release_last() else { continue };
-            let (owner, idx) = Arena::<K, V>::locate(dead.record());
-            debug_assert!(std::ptr::eq(owner, self), "release_all: a record of another shard");
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.on_dead(&dead))) {
-                Ok(l) => left += usize::from(l),
-                Err(p) => {
-                    left += 1; // it left before the listener ran
-                    panic.get_or_insert(p);
-                }
-            }
-            // A panicking `Drop` leaves the rest of the contents undropped (leaked), not the record.
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dead.drop_contents())) {
+            let f = finish_dead(dead);
+            debug_assert!(std::ptr::eq(f.shard, self), "release_all: a record of another shard");
+            left += usize::from(f.left);
+            if let Some(p) = f.panic {
                 panic.get_or_insert(p);
             }
-            idxs[n] = idx;
+            idxs[n] = f.idx;
             n += 1;
             if n == BATCH {
                 self.free_records(&idxs);
