@@ -184,11 +184,11 @@ impl<K, V> Shard<K, V> {
                 panic.get_or_insert(p);
             }
             total += ne;
-            drop(extra);
             // The timers' references, freed together; a `WhileHeld` flow whose last handle is
-            // gone leaves here (`on_dead`), and counts.
-            let refs = expired[..ne].iter_mut().chain(&mut released[..nr]).map(|r| r.take().expect("filled"));
-            total += self.release_all(refs, &mut panic);
+            // gone leaves here (`on_dead`), and counts. Its other timers (`extra`) go first, so
+            // that its own reference is the last.
+            let timers = expired[..ne].iter_mut().chain(&mut released[..nr]).map(|r| r.take().expect("filled"));
+            total += self.release_all(extra.into_iter().chain(timers), &mut panic);
             if ne < want && nr < BATCH && !more {
                 break;
             }
