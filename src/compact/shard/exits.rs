@@ -346,22 +346,21 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn evict(&self, idx: u32, gen: u8, hash: &dyn Fn(&K) -> u64) -> bool {
         let Some(r) = self.arena.try_ref(idx, gen) else { return false };
         let class = id::class(r.record().time_word());
+        // The slot to clear, named before the lock: hashing the key is the user's code (`Hash`).
+        let v = slot::pack(slot::tag_of(hash(r.key())), gen, idx);
         let mut purged = Vec::new(); // dropped after the lock (see `Timers::note_left`)
         let left = {
             let mut g = self.lock();
             let ok = r.record().transition(timew::ACTIVE, cause_status(RemovalCause::Evicted));
             if ok {
                 r.record().bump_gen(); // Upholds C2.
+                self.clear_slot(&mut g, v);
                 g.timers.note_left(&self.arena, &mut purged);
             }
             ok
         };
         drop(purged);
         if left {
-            let v = slot::pack(slot::tag_of(hash(r.key())), gen, idx);
-            let mut g = self.lock();
-            self.clear_slot(&mut g, v);
-            drop(g);
             self.count(Event::Evicted(class));
             self.count(Event::Left(RemovalCause::Evicted));
             notify_each(self.common.listener.as_ref(), [Exit(&r, RemovalCause::Evicted, &self.common.palette)]);
