@@ -16,6 +16,15 @@ fn unwrap_table<T>(table: Arc<T>) -> T {
     Arc::try_unwrap(table).unwrap_or_else(|_| panic!("table still shared after the joins"))
 }
 
+/// The end state of the models in which a new flow takes a key over: the new flow is active, `get`
+/// finds it under `key` after every old deadline, and it is the table's only flow.
+fn assert_new_flow_stands<T: Table>(table: &T, key: u64, new: &T::Handle) {
+    assert_eq!(new.status(), FlowStatus::Active, "the new flow left");
+    let seen = table.get(&key, T_LATE).expect("the new flow must be visible");
+    assert!(seen.same_flow(new), "the map lost the new flow");
+    assert_eq!(table.len(), 1);
+}
+
 /// Two threads `get_or_insert_with` one absent key: one flow, one `init`, both get it (R6).
 pub fn get_or_insert_one_key<T: Table>() {
     let ctx = Ctx::new();
@@ -127,11 +136,8 @@ pub fn reinsert_vs_stale_timer<T: Table>() {
     assert!(g.created && g.flow.id == 2, "the old flow was visible after its deadline");
     let cause = if removed { RemovalCause::Removed } else { RemovalCause::Expired };
     assert_eq!(ctx.events(), vec![(1, cause)]);
-    assert_eq!(g.flow.status(), FlowStatus::Active, "the new flow left");
-    let seen = table.get(&K, T_LATE).expect("the new flow must be visible");
-    assert!(seen.same_flow(&g.flow), "the map lost the new flow");
-    assert_eq!(table.len(), 1);
-    drop((g, seen));
+    assert_new_flow_stands(&*table, K, &g.flow);
+    drop(g);
     ctx.finish(unwrap_table(table));
 }
 
@@ -265,11 +271,8 @@ pub fn insert_vs_expire<T: Table>() {
     if let Some(old) = &replaced {
         assert!(old.same_flow(&h));
     }
-    assert_eq!(new.status(), FlowStatus::Active, "the new flow left");
-    let seen = table.get(&K, T_LATE).expect("the new flow must be visible");
-    assert!(seen.same_flow(&new), "the map lost the new flow");
-    assert_eq!(table.len(), 1);
-    drop((h, new, replaced, seen));
+    assert_new_flow_stands(&*table, K, &new);
+    drop((h, new, replaced));
     ctx.finish(unwrap_table(table));
 }
 
@@ -299,10 +302,7 @@ pub fn expiry_pass_vs_create<T: Table>() {
     events.sort_unstable_by_key(|e| e.0);
     let want: Vec<_> = (0..OLD).map(|i| (100 + i, RemovalCause::Expired)).collect();
     assert_eq!(events, want, "every old flow leaves once, as expired");
-    assert_eq!(new.flow.status(), FlowStatus::Active, "the new flow left");
-    let seen = table.get(&FIRST, T_LATE).expect("the new flow must be visible");
-    assert!(seen.same_flow(&new.flow), "the key finds another flow");
-    assert_eq!(table.len(), 1);
-    drop((new, seen));
+    assert_new_flow_stands(&*table, FIRST, &new.flow);
+    drop(new);
     ctx.finish(unwrap_table(table));
 }
