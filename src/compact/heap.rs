@@ -259,6 +259,14 @@ impl Timers {
         }
     }
 
+    /// Files a new main-heap entry of `r` under deadline `d`, taking the entry's count with the
+    /// same atomic that records the deadline (`push` with a clone of `r` would take two).
+    pub(crate) fn push_new<K, V>(&mut self, r: &RecordRef<K, V>, d: u64) {
+        let k = self.key(d);
+        r.record().acquire_filed(k); // Upholds C9: the entry owns the count taken here.
+        self.main.push(r.index(), k);
+    }
+
     /// Moves the epoch if `now` (ms) left the window, recomputing every key from its record's
     /// deadline (`deadline`), which is never earlier than the key it replaces (C10).
     pub(crate) fn rebase<K, V>(&mut self, arena: &Arena<K, V>, now: u64, deadline: impl Fn(&Record<K, V>) -> u64) {

@@ -416,6 +416,7 @@ where
         let (mut probes, mut lookups, mut max) = (0, 0, 0);
         for s in self.shards.iter() {
             let (p, l, m) = s.probe_stats();
+            st.created += s.created();
             probes += p;
             lookups += l;
             max = max.max(m);

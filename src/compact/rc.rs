@@ -136,6 +136,20 @@ impl<K, V> Record<K, V> {
         refw::filed(self.refs.load(Ordering::Relaxed))
     }
 
+    /// Takes one more reference, for a heap entry filed under `deadline`, and records the
+    /// deadline as `filed`: one read-modify-write where `acquire` and `set_filed` would take two
+    /// (shard lock held: only the lock holder writes `filed`, so its bits are the `filed()` read
+    /// here and the sum below replaces them exactly, without a borrow into `rc`).
+    pub(crate) fn acquire_filed(&self, deadline: u32) {
+        let delta = refw::RC_ONE.wrapping_add(u64::from(deadline)).wrapping_sub(u64::from(self.filed()));
+        // Relaxed: as `acquire` (the caller's reference keeps the record alive) and as
+        // `set_filed` (`filed` is read only under the shard lock).
+        let old = self.refs.fetch_add(delta, Ordering::Relaxed);
+        if refw::rc(old) >= refw::RC_LIMIT {
+            std::process::abort();
+        }
+    }
+
     /// Files the record under `deadline` (shard lock held: only the lock holder writes `filed`).
     pub(crate) fn set_filed(&self, deadline: u32) {
         let old = self.filed();

@@ -239,6 +239,10 @@ impl Slots {
     }
 
     fn fold(&self, w: &mut SlotsW) {
+        // A load first: the swap is a locked instruction, and readers rarely reap.
+        if self.lockless.reaped.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let r = self.lockless.reaped.swap(0, Ordering::Relaxed);
         w.tombs += r;
         w.live = w.live.saturating_sub(r);
@@ -250,21 +254,21 @@ impl Slots {
     pub(crate) fn place(&self, w: &mut SlotsW, pos: usize, old: u64, new: u64) -> bool {
         self.fold(w);
         let arr = self.array();
-        // Release: publishes the record initialised before (C5).
-        match arr.data[pos].compare_exchange(old, new, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => {
-                match old {
-                    EMPTY => w.live += 1,
-                    TOMB => {
-                        w.live += 1;
-                        w.tombs = w.tombs.saturating_sub(1);
-                    }
-                    _ => {}
-                }
-                true
+        if !slot::is_live(old) {
+            // An `EMPTY` or `TOMB` changes only under the shard lock (readers reap live slots
+            // only), so it is still `old` and a store does what the CAS below would (C3).
+            debug_assert_eq!(arr.data[pos].load(Ordering::Relaxed), old);
+            // Release: publishes the record initialised before (C5).
+            arr.data[pos].store(new, Ordering::Release);
+            w.live += 1;
+            if old == TOMB {
+                w.tombs = w.tombs.saturating_sub(1);
             }
-            Err(_) => false,
+            return true;
         }
+        // A dead slot that a reader may reap meanwhile. Release: publishes the record initialised
+        // before (C5). The slot stays counted as live.
+        arr.data[pos].compare_exchange(old, new, Ordering::Release, Ordering::Relaxed).is_ok()
     }
 
     /// Clears the slot `old` at `pos` (the flow left the table), then turns the run of tombstones
