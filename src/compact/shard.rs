@@ -186,6 +186,12 @@ struct SearchStats {
     created: AtomicU64,
 }
 
+/// Adds `n` to a statistic written only under the shard lock: a load and a store, not a locked
+/// instruction (Relaxed: `stats` reads it without the lock and orders nothing by it).
+fn add_locked(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
 /// What a writer's search found.
 enum Found<K, V> {
     /// A slot of the key whose record still has the slot's generation, with a reference to it.
@@ -432,9 +438,9 @@ impl<K, V> Shard<K, V> {
     }
 
     fn note_probe(&self, n: u64) {
+        add_locked(&self.search.probes, n);
+        add_locked(&self.search.lookups, 1);
         // Relaxed: statistics, written under the shard lock only.
-        self.search.probes.store(self.search.probes.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-        self.search.lookups.store(self.search.lookups.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if n > self.search.probe_max.load(Ordering::Relaxed) {
             self.search.probe_max.store(n, Ordering::Relaxed);
         }
@@ -442,8 +448,7 @@ impl<K, V> Shard<K, V> {
 
     /// Counts a creation (shard lock held: the only writer).
     fn note_created(&self) {
-        // Relaxed: a statistic, written under the shard lock only.
-        self.search.created.store(self.search.created.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        add_locked(&self.search.created, 1);
     }
 
     /// Flows created in this shard.

@@ -255,8 +255,9 @@ impl Slots {
         self.fold(w);
         let arr = self.array();
         if !slot::is_live(old) {
-            // An `EMPTY` or `TOMB` changes only under the shard lock (readers reap live slots
-            // only), so it is still `old` and a store does what the CAS below would (C3).
+            // An `EMPTY` or `TOMB` changes only under the shard lock (a reader's only write is
+            // the reaping CAS of a live-looking slot, C2), so it is still `old` and a store does
+            // what the CAS below would.
             debug_assert_eq!(arr.data[pos].load(Ordering::Relaxed), old);
             // Release: publishes the record initialised before (C5).
             arr.data[pos].store(new, Ordering::Release);
