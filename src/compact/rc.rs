@@ -93,8 +93,16 @@ impl<K, V> Record<K, V> {
     /// Takes one more reference (the caller holds one).
     #[inline]
     pub(crate) fn acquire(&self) {
-        // Relaxed: as `Arc::clone`, the caller's reference keeps the record alive.
-        let old = self.refs.fetch_add(refw::RC_ONE, Ordering::Relaxed);
+        self.add_refs(refw::RC_ONE);
+    }
+
+    /// Adds `delta` (one reference, and for `acquire_filed` a change of `filed`) to the reference
+    /// word, aborting past `RC_LIMIT` references as `Arc` does.
+    #[inline]
+    fn add_refs(&self, delta: u64) {
+        // Relaxed: as `Arc::clone`, the caller's reference keeps the record alive; `filed` is
+        // read only under the shard lock.
+        let old = self.refs.fetch_add(delta, Ordering::Relaxed);
         if refw::rc(old) >= refw::RC_LIMIT {
             std::process::abort();
         }
@@ -141,13 +149,7 @@ impl<K, V> Record<K, V> {
     /// (shard lock held: only the lock holder writes `filed`, so its bits are the `filed()` read
     /// here and the sum below replaces them exactly, without a borrow into `rc`).
     pub(crate) fn acquire_filed(&self, deadline: u32) {
-        let delta = refw::RC_ONE.wrapping_add(u64::from(deadline)).wrapping_sub(u64::from(self.filed()));
-        // Relaxed: as `acquire` (the caller's reference keeps the record alive) and as
-        // `set_filed` (`filed` is read only under the shard lock).
-        let old = self.refs.fetch_add(delta, Ordering::Relaxed);
-        if refw::rc(old) >= refw::RC_LIMIT {
-            std::process::abort();
-        }
+        self.add_refs(refw::RC_ONE.wrapping_add(u64::from(deadline)).wrapping_sub(u64::from(self.filed())));
     }
 
     /// Files the record under `deadline` (shard lock held: only the lock holder writes `filed`).

@@ -391,13 +391,6 @@ impl<K, V> Shard<K, V> {
         self.filed_at(d);
     }
 
-    /// `file_timer` for a flow being activated: the entry's count is a new one, taken by the
-    /// atomic that records the deadline in the record.
-    fn file_new_timer(&self, w: &mut Locked, r: &RecordRef<K, V>, d: u64) {
-        w.timers.push_new(r, d);
-        self.filed_at(d);
-    }
-
     /// Lowers the `due` bound to a timer just filed at `d` (B).
     fn filed_at(&self, d: u64) {
         if self.evicting() {
@@ -440,7 +433,7 @@ impl<K, V> Shard<K, V> {
     fn note_probe(&self, n: u64) {
         add_locked(&self.search.probes, n);
         add_locked(&self.search.lookups, 1);
-        // Relaxed: statistics, written under the shard lock only.
+        // Relaxed: a statistic, written under the shard lock only.
         if n > self.search.probe_max.load(Ordering::Relaxed) {
             self.search.probe_max.store(n, Ordering::Relaxed);
         }
@@ -690,7 +683,9 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// its creation (shard lock held).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
         let deadline = r.record().deadline(&self.common.palette);
-        self.file_new_timer(w, r, deadline);
+        // The entry's count is a new one, taken by the atomic that records the deadline.
+        w.timers.push_new(r, deadline);
+        self.filed_at(deadline);
         if self.evicting() {
             self.file_victim(w, r);
         }
