@@ -41,6 +41,7 @@ backend_tests!(
     while_held_mode_keeps_held_flows,
     while_held_per_flow_override,
     init_panic_leaves_table_consistent,
+    init_may_reenter_expire_clear_and_insert,
     listener_panic_leaves_table_consistent,
     class_and_mode_round_trip,
     get_batch_matches_get,
@@ -515,6 +516,61 @@ fn init_panic_leaves_table_consistent<B: Backend>() {
     });
     assert_eq!(inits.load(Ordering::SeqCst), 1);
     assert_eq!(t.len(), 1);
+}
+
+/// `init` runs with no lock held, so it may call back into the table. An expiry pass or a `clear`
+/// that runs while a flow is being created leaves the creation alone (on the compact backend its
+/// timer is already filed and is popped or drained there: design/concurrency.md, C13). The flow
+/// then stands, is invisible from its deadline on, and leaves exactly once, as expired, at the
+/// first pass after its deadline; an `insert` of the key from `init` wins, and the creation hands
+/// out the inserted flow.
+fn init_may_reenter_expire_clear_and_insert<B: Backend>() {
+    let (b, log) = logged::<u64>();
+    let t = build::<B, u64>(b).unwrap();
+    // Created at 0 s, due at 10 s; inside `init`, passes at 20 s and at the end of time.
+    let f = t
+        .get_or_insert_with(key(1), ms(0), || {
+            assert_eq!(t.expire(ms(20_000), 100), 0, "a creation in flight is not a flow yet");
+            assert_eq!(t.expire(Timestamp::MAX, usize::MAX), 0);
+            assert_eq!(t.clear(), 0);
+            assert!(t.get(&key(1), ms(0)).is_none(), "a pending creation is never handed out");
+            7
+        })
+        .unwrap();
+    assert!(f.created);
+    assert_eq!((*f.flow, t.len()), (7, 1));
+    assert!(t.get(&key(1), ms(9_999)).is_some());
+    assert!(t.get(&key(1), ms(20_000)).is_none(), "a flow past its deadline is visible");
+    assert_eq!(t.expire(ms(20_000), 100), 1, "the first pass after the creation expires it");
+    assert_eq!(f.flow.status(), FlowStatus::Expired);
+    assert!(t.is_empty());
+    assert_eq!(t.expire(Timestamp::MAX, usize::MAX), 0, "it left once");
+
+    // A `clear` inside `init` keeps the creation's timer: the flow expires at its own deadline.
+    let g = t
+        .get_or_insert_with(key(2), ms(30_000), || {
+            assert_eq!(t.clear(), 0);
+            8
+        })
+        .unwrap();
+    assert!(g.created);
+    assert_eq!(t.expire(ms(39_999), 100), 0);
+    assert_eq!(t.expire(ms(40_000), 100), 1);
+    assert_eq!(g.flow.status(), FlowStatus::Expired);
+
+    // An `insert` of the same key from `init` takes the key: its flow is the one handed out.
+    let h = t
+        .get_or_insert_with(key(3), ms(50_000), || {
+            t.insert(key(3), 30, ms(50_000)).unwrap();
+            31
+        })
+        .unwrap();
+    assert!(!h.created, "the inserted flow was there first");
+    assert_eq!((*h.flow, t.len()), (30, 1));
+    assert_eq!(t.expire(ms(60_000), 100), 1);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().created, 3, "created: key 1, key 2 and the insert of key 3");
+    assert_eq!(causes(&log), vec![(7, RemovalCause::Expired), (8, RemovalCause::Expired), (30, RemovalCause::Expired)]);
 }
 
 fn listener_panic_leaves_table_consistent<B: Backend>() {

@@ -306,3 +306,48 @@ pub fn expiry_pass_vs_create<T: Table>() {
     drop(new);
     ctx.finish(unwrap_table(table));
 }
+
+/// An expiry pass runs while a flow is being created whose deadline is already past the pass's
+/// `now` (created at `T0`, due at `T_LATE`). The compact backend files a creation's timer before
+/// `init` runs, so the pass may pop it mid-creation: it must file it again, not expire the
+/// creation nor drop its timer (C13). Once created, the flow is invisible at `T_LATE`, and it
+/// leaves exactly once, as expired, by this pass or the next (R1, R3).
+pub fn expire_vs_creation<T: Table>() {
+    let ctx = Ctx::new();
+    let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    let creator = thread::spawn(move || t2.get_or_insert_with(K, T0, || c2.val(1)).expect("not full"));
+    let n = table.expire(T_LATE, 16);
+    let made = creator.join().unwrap();
+    assert!(made.created, "the key was absent");
+    assert!(table.get(&K, T_LATE).is_none(), "a flow past its deadline is visible");
+    let m = table.expire(T_LATE, 16);
+    assert_eq!(n + m, 1, "the flow must expire exactly once ({n} + {m})");
+    assert_eq!(ctx.events(), vec![(1, RemovalCause::Expired)]);
+    assert_eq!(made.flow.status(), FlowStatus::Expired);
+    assert_eq!(table.len(), 0);
+    drop(made);
+    ctx.finish(unwrap_table(table));
+}
+
+/// `clear` races a creation under an absent key. On the compact backend the creation's timer is
+/// filed before `init` runs and the creation becomes active without the lock, possibly after
+/// `clear` scanned the slots but before it drained the timers: `clear` must keep that timer (C13).
+/// Either `clear` removed the flow (it was active when the scan met it) or the flow stands and
+/// expires at its deadline; it leaves exactly once (R1, R3).
+pub fn clear_vs_creation<T: Table>() {
+    let ctx = Ctx::new();
+    let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
+    let (t2, c2) = (Arc::clone(&table), ctx.clone());
+    let creator = thread::spawn(move || t2.get_or_insert_with(K, T0, || c2.val(1)).expect("not full"));
+    let cleared = table.clear();
+    let made = creator.join().unwrap();
+    assert!(made.created, "the key was absent");
+    let expired = table.expire(T_LATE, 16);
+    assert_eq!(cleared + expired, 1, "the flow leaves exactly once ({cleared} cleared, {expired} expired)");
+    let cause = if cleared == 1 { RemovalCause::Removed } else { RemovalCause::Expired };
+    assert_eq!(ctx.events(), vec![(1, cause)]);
+    assert_eq!(table.len(), 0);
+    drop(made);
+    ctx.finish(unwrap_table(table));
+}

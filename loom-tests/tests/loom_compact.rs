@@ -18,7 +18,7 @@ use flowtable_loom_tests::{models, run_model, Val};
 
 type Compact = CompactFlowTable<u64, Val>;
 
-/// Mutants: compact_pending_ignored
+/// Mutants: compact_pending_ignored, compact_waiter_unflagged
 #[test]
 fn get_or_insert_one_key() {
     run_model("compact/get_or_insert_one_key", models::get_or_insert_one_key::<Compact>);
@@ -82,4 +82,16 @@ fn evict_vs_remove() {
 #[test]
 fn expiry_pass_vs_create() {
     run_model("compact/expiry_pass_vs_create", models::expiry_pass_vs_create::<Compact>);
+}
+
+/// Mutants: compact_creating_timer_stale
+#[test]
+fn expire_vs_creation() {
+    run_model("compact/expire_vs_creation", models::expire_vs_creation::<Compact>);
+}
+
+/// Mutants: compact_clear_drops_activated
+#[test]
+fn clear_vs_creation() {
+    run_model("compact/clear_vs_creation", models::clear_vs_creation::<Compact>);
 }

@@ -128,17 +128,20 @@ impl<K, V> Arena<K, V> {
     }
 
     /// Makes record `idx`, just handed out by `alloc` under the shard lock, a `PENDING` record of
-    /// `key` with time word `time`, and returns the creator's reference.
-    pub(crate) fn create(&self, idx: u32, key: K, time: u64) -> Creation<K, V> {
+    /// `key` with time word `time` whose main-heap entry will be filed under key `filed`, and
+    /// returns the creator's reference. The entry's count is taken here too: the caller pushes
+    /// the entry into the heap (`Timers::push_created`) under the same hold of the lock (C9).
+    pub(crate) fn create(&self, idx: u32, key: K, time: u64, filed: u32) -> Creation<K, V> {
         let rec = self.get(idx);
         debug_assert_eq!(refw::rc(rec.refs_word()), 0);
         // SAFETY: `idx` was just allocated to the caller, so the record is unpublished and its
         // previous key was dropped (C6).
         unsafe { rec.write_key(key) };
         rec.set_time(time);
-        rec.revive(); // Release: publishes the key to any reader that takes a reference (C5)
-                      // SAFETY: `revive` took the count the new ref owns; this is the record's only `Creation`
-                      // for this lifetime (C9).
+        // Release: publishes the key to any reader that takes a reference (C5).
+        rec.revive_filed(filed);
+        // SAFETY: `revive_filed` took the count the new ref owns (and the heap entry's); this is
+        // the record's only `Creation` for this lifetime (C9).
         unsafe { Creation::new(RecordRef::adopt(rec)) }
     }
 

@@ -217,8 +217,12 @@ impl Timers {
 
     /// Takes out every entry whose record left the table, with its count (see `note_left`).
     fn purge_left<K, V>(&mut self, arena: &Arena<K, V>, out: &mut Vec<RecordRef<K, V>>) {
-        // A filed record is active or has left; it cannot be reused while an entry holds it (C9).
-        let gone = |i: u32| !matches!(timew::status(arena.get(i).time_word()), timew::ACTIVE | timew::PENDING);
+        // A filed record is active, being created, or has left; it cannot be reused while an entry
+        // holds it (C9).
+        let gone = |i: u32| {
+            let s = timew::status(arena.get(i).time_word());
+            s != timew::ACTIVE && !timew::creating(s)
+        };
         let mut main = Vec::new();
         self.main.remove_where(gone, |i| arena.get(i).filed(), &mut main);
         let mut side = Vec::new();
@@ -259,12 +263,10 @@ impl Timers {
         }
     }
 
-    /// Files a new main-heap entry of `r` under deadline `d`, taking the entry's count with the
-    /// same atomic that records the deadline (`push` with a clone of `r` would take two).
-    pub(crate) fn push_new<K, V>(&mut self, r: &RecordRef<K, V>, d: u64) {
-        let k = self.key(d);
-        r.record().acquire_filed(k); // Upholds C9: the entry owns the count taken here.
-        self.main.push(r.index(), k);
+    /// Files the main-heap entry of record `idx`, just created with the entry's count and
+    /// `filed == k` already in its reference word (`Arena::create`, same hold of the lock).
+    pub(crate) fn push_created(&mut self, idx: u32, k: u32) {
+        self.main.push(idx, k); // Upholds C9: the entry owns the count `Arena::create` took for it.
     }
 
     /// Moves the epoch if `now` (ms) left the window, recomputing every key from its record's

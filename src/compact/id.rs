@@ -186,6 +186,21 @@ pub(crate) mod timew {
     pub(crate) const PENDING: u64 = 5;
     /// A creation abandoned (its `init` panicked, or `insert` took the key): never was a flow.
     pub(crate) const CANCELLED: u64 = 6;
+    /// `PENDING`, and another caller of `get_or_insert_with` waits for it under the shard's
+    /// condition variable: the creator's activation, which takes no lock otherwise, takes the lock
+    /// to wake it (C13).
+    pub(crate) const WAITED: u64 = 7;
+
+    /// Whether status `s` is a creation in flight (`PENDING` or `WAITED`).
+    #[inline]
+    pub(crate) fn creating(s: u64) -> bool {
+        s == PENDING || s == WAITED
+    }
+    /// Whether a record of status `s` holds a value: its creation completed (C6).
+    #[inline]
+    pub(crate) fn has_value(s: u64) -> bool {
+        !creating(s) && s != CANCELLED
+    }
 
     #[inline]
     pub(crate) fn last(w: u64) -> u64 {
@@ -238,7 +253,7 @@ pub(crate) mod timew {
 /// users holding a handle; they read as `Removed` if they ever are).
 pub(crate) fn public_status(s: u64) -> FlowStatus {
     match s {
-        timew::PENDING | timew::CANCELLED => FlowStatus::Removed,
+        timew::PENDING | timew::WAITED | timew::CANCELLED => FlowStatus::Removed,
         s => FlowStatus::from_bits(s),
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct Record<K, V> {
     time: AtomicU64,
     /// Initialised from allocation until the last reference goes (C6).
     key: UnsafeCell<MaybeUninit<K>>,
-    /// Initialised while the status is neither `PENDING` nor `CANCELLED` (C6).
+    /// Initialised while the status is not a creation's (`PENDING`, `WAITED`, `CANCELLED`, C6).
     value: UnsafeCell<MaybeUninit<V>>,
 }
 
@@ -41,6 +41,9 @@ pub(crate) enum Due {
     Expired,
     /// `WhileHeld`: the deadline passed; the heap drops its reference, the flow stays findable.
     Release,
+    /// The flow is still being created (its timer is filed before `init` runs): file the timer
+    /// again under the same deadline once the pass's hold of the lock ends (C13).
+    Creating,
 }
 
 impl<K, V> Record<K, V> {
@@ -90,19 +93,12 @@ impl<K, V> Record<K, V> {
         }
     }
 
-    /// Takes one more reference (the caller holds one).
+    /// Takes one more reference (the caller holds one), aborting past `RC_LIMIT` references as
+    /// `Arc` does.
     #[inline]
     pub(crate) fn acquire(&self) {
-        self.add_refs(refw::RC_ONE);
-    }
-
-    /// Adds `delta` (one reference, and for `acquire_filed` a change of `filed`) to the reference
-    /// word, aborting past `RC_LIMIT` references as `Arc` does.
-    #[inline]
-    fn add_refs(&self, delta: u64) {
-        // Relaxed: as `Arc::clone`, the caller's reference keeps the record alive; `filed` is
-        // read only under the shard lock.
-        let old = self.refs.fetch_add(delta, Ordering::Relaxed);
+        // Relaxed: as `Arc::clone`, the caller's reference keeps the record alive.
+        let old = self.refs.fetch_add(refw::RC_ONE, Ordering::Relaxed);
         if refw::rc(old) >= refw::RC_LIMIT {
             std::process::abort();
         }
@@ -123,13 +119,17 @@ impl<K, V> Record<K, V> {
         true
     }
 
-    /// Makes a freshly allocated record live with one reference, keeping its generation. Called
-    /// after the key and time word are written.
-    pub(crate) fn revive(&self) {
+    /// Makes a freshly allocated record live with two references, the creator's and the one of
+    /// its main-heap entry filed under `filed`, keeping its generation: one store where a revive
+    /// and a separate count for the entry would take a store and a locked read-modify-write. Called
+    /// after the key and time word are written, under the shard lock (the only writer of `filed`).
+    pub(crate) fn revive_filed(&self, filed: u32) {
         let g = self.refs.load(Ordering::Relaxed) & !(refw::RC_MASK | refw::FILED_MASK);
         // Release: a reader whose `try_acquire` reads this (or a later RMW in its release
-        // sequence) sees the key, even one that reached the record through a stale slot (C5).
-        self.refs.store(g | refw::RC_ONE, Ordering::Release);
+        // sequence) sees the key, even one that reached the record through a stale slot (C5). A
+        // store is enough: nobody else writes a free record's reference word (a stale reader's
+        // CAS fails on `rc = 0` and leaves it as it is, C2).
+        self.refs.store(g | (2 * refw::RC_ONE) | u64::from(filed), Ordering::Release);
     }
 
     /// Bumps the generation: every slot naming the record is dead from now on (C2).
@@ -142,14 +142,6 @@ impl<K, V> Record<K, V> {
     #[inline]
     pub(crate) fn filed(&self) -> u32 {
         refw::filed(self.refs.load(Ordering::Relaxed))
-    }
-
-    /// Takes one more reference, for a heap entry filed under `deadline`, and records the
-    /// deadline as `filed`: one read-modify-write where `acquire` and `set_filed` would take two
-    /// (shard lock held: only the lock holder writes `filed`, so its bits are the `filed()` read
-    /// here and the sum below replaces them exactly, without a borrow into `rc`).
-    pub(crate) fn acquire_filed(&self, deadline: u32) {
-        self.add_refs(refw::RC_ONE.wrapping_add(u64::from(deadline)).wrapping_sub(u64::from(self.filed())));
     }
 
     /// Files the record under `deadline` (shard lock held: only the lock holder writes `filed`).
@@ -250,6 +242,10 @@ impl<K, V> Record<K, V> {
     pub(crate) fn try_expire(&self, now: u64, pal: &Palette) -> Due {
         let mut due = Due::Stale;
         let _ = self.update_time(|w| {
+            if timew::creating(timew::status(w)) && !crate::sync::mutant("compact_creating_timer_stale") {
+                due = Due::Creating;
+                return None;
+            }
             if timew::status(w) != timew::ACTIVE {
                 due = Due::Stale;
                 return None;
@@ -292,7 +288,7 @@ impl<K, V> Record<K, V> {
     ///
     /// # Safety
     /// - The caller holds a reference to the record, and
-    /// - the status is neither `PENDING` nor `CANCELLED` (the value is initialised, C6).
+    /// - the status is not a creation's (`timew::has_value`: the value is initialised, C6).
     #[inline]
     pub(crate) unsafe fn value(&self) -> &V {
         // SAFETY: initialised while the status says so and the caller's reference is counted (C6).
@@ -312,10 +308,10 @@ impl<K, V> Record<K, V> {
     /// Writes the value of a record being created.
     ///
     /// # Safety
-    /// - The caller created the record and its status is `PENDING` or `CANCELLED` (no reader reads
-    ///   the value then), or the record is not yet published.
+    /// - The caller created the record and its status is `PENDING`, `WAITED` or `CANCELLED` (no
+    ///   reader reads the value then), or the record is not yet published.
     pub(crate) unsafe fn write_value(&self, value: V) {
-        // SAFETY: no reader reads the value of a PENDING, CANCELLED or unpublished record (C6).
+        // SAFETY: no reader reads the value of a creating, cancelled or unpublished record (C6).
         self.value.with_mut(|p| unsafe { (*p).write(value) });
     }
 
@@ -343,7 +339,7 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for RecordRef<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for RecordRef<K, V> {}
 
 impl<K, V> RecordRef<K, V> {
-    /// Wraps a reference the caller took (`try_acquire`, `acquire` or `revive`).
+    /// Wraps a reference the caller took (`try_acquire`, `acquire` or `revive_filed`).
     ///
     /// # Safety
     /// - `rec` is a record in a live arena, and one `rc` count was taken for this `RecordRef`
@@ -368,7 +364,7 @@ impl<K, V> RecordRef<K, V> {
     /// The value; `None` for a record still being created (or whose creation was abandoned).
     #[inline]
     pub(crate) fn value(&self) -> &V {
-        debug_assert!(!matches!(timew::status(self.record().time_word()), timew::PENDING | timew::CANCELLED));
+        debug_assert!(timew::has_value(timew::status(self.record().time_word())));
         // SAFETY: handles are only made of records past `PENDING` (C6, C9).
         unsafe { self.record().value() }
     }
@@ -416,16 +412,17 @@ impl<K, V> Creation<K, V> {
         &self.r
     }
 
-    /// Writes the value (once, while the record is `PENDING`, or `CANCELLED` by an `insert` that
+    /// Writes the value (once, while the record is `PENDING` or `WAITED`, or `CANCELLED` by an `insert` that
     /// took the key while `init` ran: the value is then taken back with [`take_back`](Self::take_back)).
     ///
     /// Regression (found by `threads_race_on_few_keys_at_a_small_maximum`): this asserted `PENDING`
     /// only, and panicked when an `insert` cancelled the creation during `init`.
     pub(crate) fn write_value(&mut self, value: V) {
         let s = timew::status(self.r.record().time_word());
-        assert!(!self.wrote && (s == timew::PENDING || s == timew::CANCELLED));
-        // SAFETY: we are the record's only creator (C9), and only we move it out of PENDING to
-        // ACTIVE (after this write); while it is PENDING or CANCELLED no one reads the value (C6).
+        assert!(!self.wrote && !timew::has_value(s));
+        // SAFETY: we are the record's only creator (C9), and only we move it out of PENDING or
+        // WAITED to ACTIVE (after this write); until then, or once CANCELLED, no one reads the
+        // value (C6).
         unsafe { self.r.record().write_value(value) };
         self.wrote = true;
     }
@@ -442,7 +439,7 @@ impl<K, V> Creation<K, V> {
 
     /// The creator's reference, once the record is active (or later).
     pub(crate) fn into_ref(mut self) -> RecordRef<K, V> {
-        debug_assert!(!matches!(timew::status(self.r.record().time_word()), timew::PENDING | timew::CANCELLED));
+        debug_assert!(timew::has_value(timew::status(self.r.record().time_word())));
         self.wrote = false;
         // No clone and drop (two atomic read-modify-writes): the reference moves out, and the
         // `Creation`, which has nothing left to take back, is not dropped.
@@ -556,7 +553,7 @@ impl<K, V> DeadRecord<K, V> {
     pub(crate) fn value(&self) -> Option<&V> {
         let s = timew::status(self.record().time_word());
         // SAFETY: as `key`; the status says whether the value was written (C6).
-        (s != timew::PENDING && s != timew::CANCELLED).then(|| unsafe { self.record().value() })
+        timew::has_value(s).then(|| unsafe { self.record().value() })
     }
 
     /// Drops the key and (if written) the value; the record is then ready for the free list.
@@ -568,7 +565,7 @@ impl<K, V> DeadRecord<K, V> {
         // status says so (C6).
         unsafe {
             rec.key.with_mut(|p| (*p).assume_init_drop());
-            if s != timew::PENDING && s != timew::CANCELLED {
+            if timew::has_value(s) {
                 rec.value.with_mut(|p| (*p).assume_init_drop());
             }
         }

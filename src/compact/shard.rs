@@ -10,7 +10,7 @@ use super::arena::{Arena, NONE};
 use super::heap::{From, Timers, UNFILED};
 use super::id::{self, refw, slot, timew};
 use super::rc::Due;
-use super::rc::{finish_dead, Creation, DeadRecord, RecordRef};
+use super::rc::{finish_dead, Creation, DeadRecord, Record, RecordRef};
 use super::readers::{ReadGuard, Readers};
 use super::slots::{SlotArray, Slots, SlotsW};
 use crate::capacity::Occupancy;
@@ -667,7 +667,10 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         result
     }
 
-    /// Allocates and initialises a `PENDING` record of `key` (shard lock held, count reserved).
+    /// Allocates and initialises a `PENDING` record of `key`, files its timer and counts its
+    /// creation (shard lock held, count reserved). The timer is filed before the value exists: the
+    /// expiry pass files a creation's timer again rather than expiring it (C13), and a creation
+    /// that is cancelled notes its entry as departed ([`Shard::cancelled`]).
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
         // Upholds C8: the allocated record counts.
@@ -676,20 +679,60 @@ impl<K: Eq + Clone, V> Shard<K, V> {
         // table reads it, so only an evicting table pays for the shared counter.
         let birth = if self.evicting() { self.common.births.fetch_add(1, Ordering::Relaxed) as u8 } else { 0 };
         let time = timew::new(id::ms_ceil(now), birth, timew::PENDING, d.held, self.common.new_tmo(d));
-        Some(self.arena.create(idx, key, time))
+        let deadline = Record::<K, V>::deadline_of(time, &self.common.palette);
+        let k = w.timers.key(deadline);
+        // The record comes with the count of its heap entry, filed right after (C9).
+        let c = self.arena.create(idx, key, time, k);
+        w.timers.push_created(idx, k);
+        self.filed_at(deadline);
+        self.note_created();
+        Some(c)
     }
 
-    /// Files an active record's timer (and, in an evicting table, its eviction entry) and counts
-    /// its creation (shard lock held).
+    /// Files a record just made active in its eviction queue, in an evicting table (shard lock
+    /// held; its timer was filed when it was allocated).
     fn activate(&self, w: &mut Locked, r: &RecordRef<K, V>) {
-        let deadline = r.record().deadline(&self.common.palette);
-        // The entry's count is a new one, taken by the atomic that records the deadline.
-        w.timers.push_new(r, deadline);
-        self.filed_at(deadline);
         if self.evicting() {
             self.file_victim(w, r);
         }
-        self.note_created();
+    }
+
+    /// Makes a creation's record active once its value is written, and wakes the callers waiting
+    /// for it. One CAS on the time word and no lock, unless a waiter flagged the record `WAITED`
+    /// (the lock is then taken to notify it) or the table evicts (the eviction entry is filed in
+    /// the same hold as the CAS). `Err` with the creation back if an `insert` cancelled it (C13).
+    fn activate_created(&self, c: Creation<K, V>) -> Result<RecordRef<K, V>, Creation<K, V>> {
+        let to_active = |w| timew::creating(timew::status(w)).then(|| timew::with_status(w, timew::ACTIVE));
+        if self.evicting() {
+            let mut g = self.lock();
+            if c.handle().record().update_time(to_active).is_err() {
+                return Err(c); // the canceller notified the waiters
+            }
+            let r = c.into_ref();
+            self.activate(&mut g, &r);
+            self.created.notify_all();
+            return Ok(r);
+        }
+        let Ok(old) = c.handle().record().update_time(to_active) else { return Err(c) };
+        let r = c.into_ref();
+        if timew::status(old) == timew::WAITED {
+            // The waiter flagged the record under the lock and released it only by waiting, so
+            // once we hold the lock it waits, and this wakes it (C13).
+            let _g = self.lock();
+            self.created.notify_all();
+        }
+        Ok(r)
+    }
+
+    /// A creation in flight was cancelled (its `init` panicked, or `insert` took the key; shard
+    /// lock held, status just moved to `CANCELLED`): its slot dies, its heap entry stays until its
+    /// deadline or a purge (a departed flow's entry, C9), and it is not counted as created.
+    fn cancelled(&self, w: &mut Locked, r: &Record<K, V>, out: &mut Vec<RecordRef<K, V>>) {
+        r.bump_gen(); // Upholds C2.
+        w.timers.note_left(&self.arena, out);
+        let c = &self.search.created;
+        c.store(c.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed); // only writer: the lock holder
+        self.created.notify_all();
     }
 
     /// Files `r` in the eviction queue of its current class (shard lock held; evicting tables).
@@ -746,12 +789,22 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 Found::Miss { pos, old } => (pos, old),
                 Found::Hit { pos, slot: v, rec } => {
                     let s = timew::status(rec.record().time_word());
-                    if s == timew::PENDING && !crate::sync::mutant("compact_pending_ignored") {
-                        // Another caller runs `init` for this key: wait for it, then look again.
-                        // Our reference is not the last (the creator holds one until it finishes,
-                        // which needs the lock).
+                    if timew::creating(s) && !crate::sync::mutant("compact_pending_ignored") {
+                        // Another caller runs `init` for this key: flag the record (its creator
+                        // activates it without the lock, and takes the lock to wake us only if it
+                        // sees the flag), wait, then look again. If the status moved on first,
+                        // look again at once (C13). Our reference is not the last (the creator
+                        // holds one until it finishes).
+                        let flag =
+                            |w| (timew::status(w) == timew::PENDING).then(|| timew::with_status(w, timew::WAITED));
+                        let flagged = s == timew::WAITED
+                            || crate::sync::mutant("compact_waiter_unflagged")
+                            || match rec.record().update_time(flag) {
+                                Ok(_) => true,
+                                Err(w) => timew::status(w) == timew::WAITED,
+                            };
                         defer.push(rec);
-                        let g = self.created.wait(g);
+                        let g = if flagged { self.created.wait(g) } else { g };
                         drop(g);
                         drop(defer);
                         continue;
@@ -821,17 +874,12 @@ impl<K: Eq + Clone, V> Shard<K, V> {
             drop(guard);
             c.write_value(value);
 
-            let mut g = self.lock();
-            if c.handle().record().transition(timew::PENDING, timew::ACTIVE) {
-                let r = c.into_ref();
-                self.activate(&mut g, &r);
-                self.created.notify_all();
-                drop(g);
-                return Ok((r, true));
-            }
+            let mut c = match self.activate_created(c) {
+                Ok(r) => return Ok((r, true)),
+                Err(c) => c,
+            };
             // `insert` took the key while `init` ran: its flow stands; ours never was one. Look
             // again; if that flow is already gone, create again with the value `init` made.
-            drop(g);
             self.common.unreserve();
             key = Some(c.handle().key().clone());
             make.ready = c.take_back();
@@ -860,11 +908,10 @@ impl<K: Eq + Clone, V> Shard<K, V> {
                 let r = rec.record();
                 loop {
                     let s = timew::status(r.time_word());
-                    if s == timew::PENDING {
+                    if timew::creating(s) {
                         // A creation in flight: cancel it; its creator finds our flow.
-                        if r.transition(timew::PENDING, timew::CANCELLED) {
-                            r.bump_gen(); // Upholds C2.
-                            self.created.notify_all();
+                        if r.transition(s, timew::CANCELLED) {
+                            self.cancelled(&mut g, r, &mut defer.more);
                             defer.push(rec);
                             break;
                         }
@@ -1050,13 +1097,15 @@ impl<K: Eq + Clone, V> Drop for Cancel<'_, K, V> {
     fn drop(&mut self) {
         let Some(c) = self.creation.take() else { return };
         let sh = self.shard;
+        let mut more = Vec::new();
         let mut g = sh.lock();
-        if c.handle().record().transition(timew::PENDING, timew::CANCELLED) {
-            c.handle().record().bump_gen(); // Upholds C2.
+        let cancel = |w| timew::creating(timew::status(w)).then(|| timew::with_status(w, timew::CANCELLED));
+        if c.handle().record().update_time(cancel).is_ok() {
+            sh.cancelled(&mut g, c.handle().record(), &mut more);
             sh.clear_slot(&mut g, self.slot);
         }
-        sh.created.notify_all();
         drop(g);
+        drop(more);
         sh.common.unreserve();
         drop(c);
     }

@@ -33,6 +33,18 @@ pub const MUTANTS: &[(&str, &str)] = &[
         "compact_pending_ignored",
         "compact: get_or_insert_with does not wait for a creation in flight under the same key",
     ),
+    (
+        "compact_waiter_unflagged",
+        "compact: a caller waiting for a creation in flight does not flag it WAITED (its creator does not wake it)",
+    ),
+    (
+        "compact_clear_drops_activated",
+        "compact: clear releases the timer of a creation that became active during clear (only creating ones are kept)",
+    ),
+    (
+        "compact_creating_timer_stale",
+        "compact: the expiry pass releases a timer popped while its flow is still being created, as if it had left",
+    ),
 ];
 
 /// The selected mutant (process-wide; not a loom object, so it is the same in every execution).

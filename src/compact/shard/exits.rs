@@ -71,6 +71,7 @@ impl<K, V> Shard<K, V> {
             let (mut ne, mut nr) = (0, 0);
             let want = (budget - total).min(BATCH);
             let mut extra = Vec::new(); // other timers of released flows (rare)
+            let mut creating = Vec::new(); // timers of creations in flight, filed again (C13; rare)
             let mut held = 0; // blocks of redistribution moved in this hold
             let mut more = false; // the hold ended on its work bound, not for want of due flows
             {
@@ -102,6 +103,7 @@ impl<K, V> Shard<K, V> {
                                 more = true;
                                 break;
                             }
+                            self.refile_creating(&mut guard, &mut creating);
                             guard = self.yield_lock(guard);
                             held = 0;
                             continue;
@@ -117,6 +119,7 @@ impl<K, V> Shard<K, V> {
                     };
                     match r.record().try_expire(t, pal) {
                         Due::Moved(d) => self.file_timer(g, r, d, from),
+                        Due::Creating => creating.push((r, from)),
                         Due::Release => {
                             g.timers.take_others(&self.arena, r.index(), from, &mut extra);
                             r.record().set_filed(UNFILED); // no timer holds it any more
@@ -146,6 +149,7 @@ impl<K, V> Shard<K, V> {
                         }
                     }
                 }
+                self.refile_creating(&mut guard, &mut creating);
             }
             if ne == 0 && nr == 0 {
                 break;
@@ -199,8 +203,20 @@ impl<K, V> Shard<K, V> {
         Some(total)
     }
 
-    /// Removes every flow of the shard (cause `Removed`) and releases every timer; returns how
-    /// many flows left.
+    /// Files again, under their own deadlines, the timers of creations in flight that this hold
+    /// of the lock popped (C13). They are due at once, so the first pass after a creation
+    /// completes expires the flow if its deadline passed meanwhile; kept out of the heap until the
+    /// hold ends, so that a pass pops each of them at most once per hold (also at `now` =
+    /// `u64::MAX`, where no later deadline exists).
+    fn refile_creating(&self, w: &mut Locked, creating: &mut Vec<(RecordRef<K, V>, From)>) {
+        for (r, from) in creating.drain(..) {
+            let d = r.record().deadline(&self.common.palette);
+            self.file_timer(w, r, d, from);
+        }
+    }
+
+    /// Removes every flow of the shard (cause `Removed`) and releases every timer except those of
+    /// creations still in flight; returns how many flows left.
     pub(crate) fn clear(&self) -> usize {
         let mut removed = Vec::new();
         let mut other = Vec::new();
@@ -223,7 +239,21 @@ impl<K, V> Shard<K, V> {
                     other.push(r);
                 }
             }
-            g.timers.drain_into(&self.arena, &mut other);
+            let mut timers = Vec::new();
+            g.timers.drain_into(&self.arena, &mut timers);
+            for r in timers {
+                // A creation in flight keeps its timer: it becomes a flow after `clear` (C13).
+                // `Active` here means it was one during the scan above (which moved every active
+                // flow out) and activated since, without the lock.
+                let s = timew::status(r.record().time_word());
+                let activated = s == timew::ACTIVE && !crate::sync::mutant("compact_clear_drops_activated");
+                if activated || timew::creating(s) {
+                    let d = r.record().deadline(&self.common.palette);
+                    self.file_timer(g, r, d, From::Main);
+                } else {
+                    other.push(r);
+                }
+            }
             g.victims.reset();
             self.bounds.front.store(0, Ordering::Relaxed); // B: unknown until the next scan
         }

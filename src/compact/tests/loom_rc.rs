@@ -14,7 +14,8 @@ fn record(last: u64, timeout_ms: u64) -> (Arc<Record<u64, u64>>, Arc<Palette>) {
     let pal = Arc::new(Palette::new(timeout_ms));
     let rec = Record::vacant();
     rec.set_time(timew::new(last, 0, timew::ACTIVE, false, 0));
-    rec.revive();
+    rec.revive_filed(0);
+    assert!(!rec.release(), "one reference stays"); // the model's record: one reference, no entry
     (Arc::new(rec), pal)
 }
 
