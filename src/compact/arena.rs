@@ -306,7 +306,8 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for ShardPtr<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for ShardPtr<K, V> {}
 
 impl<K, V> ShardPtr<K, V> {
-    /// Boxes `shard` (whose count starts at one: this pointer's) and tells its arena where it lives.
+    /// Boxes `shard` (whose count starts at `TABLE_COUNT`: this pointer's) and tells its arena
+    /// where it lives.
     pub(crate) fn new(shard: Shard<K, V>) -> Self {
         let ptr = NonNull::from(Box::leak(Box::new(shard)));
         let me = ShardPtr { ptr };
@@ -325,8 +326,10 @@ impl<K, V> std::ops::Deref for ShardPtr<K, V> {
 
 impl<K, V> Drop for ShardPtr<K, V> {
     fn drop(&mut self) {
-        // SAFETY: we own one count.
-        unsafe { release_shard(self.ptr.as_ptr()) }
+        let n = self.table_count();
+        // SAFETY: we own the table's count, `n` once the allocations not yet added are taken off
+        // (C8), and use the shard no more.
+        unsafe { release_shard_by(self.ptr.as_ptr(), n) }
     }
 }
 
@@ -346,10 +349,19 @@ pub(crate) unsafe fn shard_of_record<'a, K, V>(rec: *const Record<K, V>) -> (&'a
 /// # Safety
 /// - The caller owns one count of the shard at `ptr` and uses neither after the call.
 pub(crate) unsafe fn release_shard<K, V>(ptr: *const Shard<K, V>) {
-    // SAFETY: our count keeps the shard allocated until this decrement.
+    // SAFETY: the caller's obligations.
+    unsafe { release_shard_by(ptr, 1) }
+}
+
+/// Drops `n` counts of a shard, freeing it at zero.
+///
+/// # Safety
+/// - The caller owns `n` counts of the shard at `ptr` and uses neither after the call.
+unsafe fn release_shard_by<K, V>(ptr: *const Shard<K, V>, n: u64) {
+    // SAFETY: our counts keep the shard allocated until this decrement.
     let refs = unsafe { &(*ptr).refs };
     // Release: our uses of the shard happen before it is freed (as `Arc::drop`).
-    if refs.fetch_sub(1, Ordering::Release) == 1 {
+    if refs.fetch_sub(n, Ordering::Release) == n {
         // Acquire load rather than a fence (ThreadSanitizer does not model fences).
         let _ = refs.load(Ordering::Acquire);
         // SAFETY: the count reached zero: no table and no record uses the shard any more; it came

@@ -125,15 +125,32 @@ struct Locked {
     free: u32,
     /// The eviction order (tables with `CapacityPolicy::Evict` only; see [`victims`]).
     victims: victims::Victims,
+    /// Records allocated since their counts were last added to `Shard::refs` (C8: counted here
+    /// with a plain add, folded in every [`CREDIT_BATCH`], and subtracted from the table's count
+    /// when the table lets the shard go).
+    uncredited: u64,
 }
+
+/// The table's count of its shard (C8). Large, so that records' counts may be added to `refs` in
+/// batches of up to [`CREDIT_BATCH`] rather than with one locked instruction per allocation:
+/// with at most that many allocations not yet added, `refs` stays above zero while the table
+/// holds its count, whatever the frees.
+pub(crate) const TABLE_COUNT: u64 = 1 << 40;
+/// Allocations counted under the shard lock before they are added to `refs` in one step (a
+/// handful in debug, test and loom builds, so that their tests and models go through the fold).
+#[cfg(not(any(test, debug_assertions, flowtable_loom)))]
+const CREDIT_BATCH: u64 = 1 << 31;
+#[cfg(any(test, debug_assertions, flowtable_loom))]
+const CREDIT_BATCH: u64 = 3;
 
 /// One shard. Fields that writers change often (the lock, the record count, the search
 /// statistics) each have their own cache lines, apart from the ones every lock-free lookup reads
 /// (the slot array pointer and sequence, the arena directory, `common`): otherwise each creation
 /// on one core would evict the lookups' lines on the other.
 pub(crate) struct Shard<K, V> {
-    /// One count for the table, one per allocated record (C8).
-    pub(crate) refs: CachePadded<AtomicUsize>,
+    /// [`TABLE_COUNT`] for the table, one per allocated record, less the allocations counted in
+    /// `Locked::uncredited` (C8).
+    pub(crate) refs: CachePadded<AtomicU64>,
     slots: Slots,
     pub(crate) arena: Arena<K, V>,
     locked: CachePadded<Mutex<Locked>>,
@@ -305,7 +322,7 @@ impl<K, V> Shard<K, V> {
     pub(crate) fn new(slots_cap: usize, heap_cap: usize, common: Arc<Common<K, V>>) -> Self {
         let (slots, w) = Slots::new(slots_cap);
         Shard {
-            refs: CachePadded(AtomicUsize::new(1)),
+            refs: CachePadded(AtomicU64::new(TABLE_COUNT)),
             slots,
             arena: Arena::new(),
             locked: CachePadded(Mutex::new(Locked {
@@ -313,6 +330,7 @@ impl<K, V> Shard<K, V> {
                 timers: Timers::with_capacity(heap_cap),
                 free: NONE,
                 victims: victims::Victims::new(),
+                uncredited: 0,
             })),
             #[cfg(not(flowtable_loom))]
             waiting: CachePadded(crate::sync::atomic::AtomicU32::new(0)),
@@ -561,8 +579,8 @@ impl<K, V> Shard<K, V> {
         if freed > 0 {
             // Release (as `release_shard`): the uses of these records happen before whatever
             // release later frees the shard. Never the last count: the table holds one (C8).
-            let before = self.refs.fetch_sub(freed, Ordering::Release);
-            debug_assert!(before > freed, "C8: the table's count keeps the shard");
+            let before = self.refs.fetch_sub(freed as u64, Ordering::Release);
+            debug_assert!(before > freed as u64, "C8: the table's count keeps the shard");
         }
         left
     }
@@ -673,8 +691,11 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// that is cancelled notes its entry as departed ([`Shard::cancelled`]).
     fn alloc(&self, w: &mut Locked, key: K, now: Timestamp, d: Defaults) -> Option<Creation<K, V>> {
         let idx = self.arena.alloc(&mut w.free)?;
-        // Upholds C8: the allocated record counts.
-        self.refs.fetch_add(1, Ordering::Relaxed);
+        // Upholds C8: the allocated record counts, added to `refs` in batches (`TABLE_COUNT`).
+        w.uncredited += 1;
+        if w.uncredited == CREDIT_BATCH {
+            self.refs.fetch_add(std::mem::take(&mut w.uncredited), Ordering::Relaxed);
+        }
         // Relaxed: a tie-breaker for eviction order, nothing is published by it. Only an evicting
         // table reads it, so only an evicting table pays for the shared counter.
         let birth = if self.evicting() { self.common.births.fetch_add(1, Ordering::Relaxed) as u8 } else { 0 };
@@ -1080,9 +1101,17 @@ impl<K, V> Shard<K, V> {
         g.timers.validate(&self.arena);
         let free = self.arena.validate(g.free);
         let allocated = self.arena.len() as usize - free;
-        // C8: one count for the table plus one per allocated record (a record just put back on
-        // the free list may still hold its count for a moment, so `>=`).
-        assert!(self.refs.load(Ordering::Relaxed) > allocated, "C8: shard count below its records");
+        // C8: the table's count plus one per allocated record, less those not yet added (a
+        // record just put back on the free list may still hold its count for a moment, so `>=`).
+        let refs = self.refs.load(Ordering::Relaxed) + g.uncredited;
+        assert!(refs >= TABLE_COUNT + allocated as u64, "C8: shard count below its records");
+    }
+
+    /// The table lets the shard go: the count it drops is [`TABLE_COUNT`] less the allocations
+    /// never added to `refs` (none are made after this; C8).
+    pub(crate) fn table_count(&self) -> u64 {
+        let mut g = self.lock();
+        TABLE_COUNT - std::mem::take(&mut g.uncredited)
     }
 }
 
