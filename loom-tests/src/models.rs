@@ -1,7 +1,7 @@
 //! The models, generic over the backend. Each uses at most 3 threads (main included), one key and a
 //! handful of operations. Invariants cite `design/concurrency.md`.
 
-use flowtable::{CapacityPolicy, ExpiryMode, FlowHandle, FlowStatus, RemovalCause, Timestamp};
+use flowtable::{CapacityPolicy, ExpiryMode, FlowHandle, FlowStatus, GetOrInsert, RemovalCause, Timestamp};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -307,6 +307,12 @@ pub fn expiry_pass_vs_create<T: Table>() {
     ctx.finish(unwrap_table(table));
 }
 
+/// Spawns a thread that creates the flow of `K` at `T0` (value 1) and returns what it got.
+fn spawn_creation<T: Table>(table: &Arc<T>, ctx: &Ctx) -> thread::JoinHandle<GetOrInsert<T::Handle>> {
+    let (t2, c2) = (Arc::clone(table), ctx.clone());
+    thread::spawn(move || t2.get_or_insert_with(K, T0, || c2.val(1)).expect("not full"))
+}
+
 /// An expiry pass runs while a flow is being created whose deadline is already past the pass's
 /// `now` (created at `T0`, due at `T_LATE`). The compact backend files a creation's timer before
 /// `init` runs, so the pass may pop it mid-creation: it must file it again, not expire the
@@ -315,8 +321,7 @@ pub fn expiry_pass_vs_create<T: Table>() {
 pub fn expire_vs_creation<T: Table>() {
     let ctx = Ctx::new();
     let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
-    let (t2, c2) = (Arc::clone(&table), ctx.clone());
-    let creator = thread::spawn(move || t2.get_or_insert_with(K, T0, || c2.val(1)).expect("not full"));
+    let creator = spawn_creation(&table, &ctx);
     let n = table.expire(T_LATE, 16);
     let made = creator.join().unwrap();
     assert!(made.created, "the key was absent");
@@ -338,8 +343,7 @@ pub fn expire_vs_creation<T: Table>() {
 pub fn clear_vs_creation<T: Table>() {
     let ctx = Ctx::new();
     let table = Arc::new(ctx.table::<T>(ExpiryMode::Remove));
-    let (t2, c2) = (Arc::clone(&table), ctx.clone());
-    let creator = thread::spawn(move || t2.get_or_insert_with(K, T0, || c2.val(1)).expect("not full"));
+    let creator = spawn_creation(&table, &ctx);
     let cleared = table.clear();
     let made = creator.join().unwrap();
     assert!(made.created, "the key was absent");
