@@ -173,7 +173,7 @@ where
     }
 
     /// The hashes of `chunk` (at most [`BATCH`] keys), after prefetching, for each key, its home
-    /// slot (and the next line when the home ends its line) and then the record named by the
+    /// slot (and the next line when the home ends its line) and then (both lines of) the record named by the
     /// first slot of its run whose tag matches: the misses of the whole chunk are in flight
     /// together before any probe (`get_batch`, `get_or_insert_batch`).
     fn hash_and_prefetch(&self, chunk: &[K], g: &readers::ReadGuard<'_>) -> [u64; BATCH] {
@@ -185,6 +185,8 @@ where
         for h in &hashes[..chunk.len()] {
             if let Some(p) = self.shard(*h).home_record_addr(*h, g) {
                 prefetch(p);
+                // Both lines of a record that crosses a line boundary (`Arena::try_ref`).
+                prefetch(arena::Arena::<K, V>::last_byte(p.cast()));
             }
         }
         hashes
