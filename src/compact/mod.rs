@@ -173,9 +173,9 @@ where
     }
 
     /// The hashes of `chunk` (at most [`BATCH`] keys), after prefetching, for each key, its home
-    /// slot (and the next line when the home ends its line) and then (both lines of) the record named by the
-    /// first slot of its run whose tag matches: the misses of the whole chunk are in flight
-    /// together before any probe (`get_batch`, `get_or_insert_batch`).
+    /// slot (and the next line when the home ends its line) and then both lines of the record
+    /// named by the first slot of its run whose tag matches: the misses of the whole chunk are in
+    /// flight together before any probe (`get_batch`, `get_or_insert_batch`).
     fn hash_and_prefetch(&self, chunk: &[K], g: &readers::ReadGuard<'_>) -> [u64; BATCH] {
         let mut hashes = [0u64; BATCH];
         for (h, k) in hashes.iter_mut().zip(chunk) {

@@ -204,7 +204,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Files again, under their own deadlines, the timers of creations in flight that this hold
-    /// of the lock popped (C13). They are due at once, so the first pass after a creation
+    /// of the lock popped or drained (C13). They are due at once, so the first pass after a creation
     /// completes expires the flow if its deadline passed meanwhile; kept out of the heap until the
     /// hold ends, so that a pass pops each of them at most once per hold (also at `now` =
     /// `u64::MAX`, where no later deadline exists).
@@ -241,19 +241,21 @@ impl<K, V> Shard<K, V> {
             }
             let mut timers = Vec::new();
             g.timers.drain_into(&self.arena, &mut timers);
+            let mut kept = Vec::new();
             for r in timers {
                 // A creation in flight keeps its timer: it becomes a flow after `clear` (C13).
                 // `Active` here means it was one during the scan above (which moved every active
-                // flow out) and activated since, without the lock.
+                // flow out) and activated since, without the lock. Neither has a side entry
+                // (`set_timeout` needs a handle and the lock), so each is filed in the main heap.
                 let s = timew::status(r.record().time_word());
                 let activated = s == timew::ACTIVE && !crate::sync::mutant("compact_clear_drops_activated");
                 if activated || timew::creating(s) {
-                    let d = r.record().deadline(&self.common.palette);
-                    self.file_timer(g, r, d, From::Main);
+                    kept.push((r, From::Main));
                 } else {
                     other.push(r);
                 }
             }
+            self.refile_creating(g, &mut kept);
             g.victims.reset();
             self.bounds.front.store(0, Ordering::Relaxed); // B: unknown until the next scan
         }
