@@ -108,15 +108,23 @@ impl<K, V> Arena<K, V> {
         p
     }
 
-    /// The record at `idx`, which was handed out by `alloc` (any slot or heap entry names only such).
+    /// Where record `idx` lies, in a chunk already allocated (not dereferenced).
     #[inline]
-    pub(crate) fn get(&self, idx: u32) -> &Record<K, V> {
+    fn ptr(&self, idx: u32) -> *const Record<K, V> {
         let per = Geometry::<K, V>::PER;
         let (c, i) = (idx as usize / per, idx as usize % per);
         let base = self.chunk(c);
-        // SAFETY: `base` is a live chunk holding `PER` initialised records from `OFFSET` (C6);
-        // chunks are freed only when the arena drops, which `&self` outlives.
-        unsafe { &*base.add(Geometry::<K, V>::OFFSET + i * Geometry::<K, V>::REC).cast::<Record<K, V>>() }
+        // SAFETY: `base` is a live chunk with room for `PER` records from `OFFSET` (C6), and
+        // `i < PER`, so the offset stays inside it.
+        unsafe { base.add(Geometry::<K, V>::OFFSET + i * Geometry::<K, V>::REC).cast::<Record<K, V>>() }
+    }
+
+    /// The record at `idx`, which was handed out by `alloc` (any slot or heap entry names only such).
+    #[inline]
+    pub(crate) fn get(&self, idx: u32) -> &Record<K, V> {
+        // SAFETY: a record handed out by `alloc` is initialised (C6); chunks are freed only when
+        // the arena drops, which `&self` outlives.
+        unsafe { &*self.ptr(idx) }
     }
 
     /// A reference to record `idx` if it still has generation `gen` and is alive (C2).
@@ -152,7 +160,7 @@ impl<K, V> Arena<K, V> {
     /// The address of record `idx`, for prefetching (no dereference).
     #[inline]
     pub(crate) fn addr(&self, idx: u32) -> *const u8 {
-        (self.get(idx) as *const Record<K, V>).cast()
+        self.ptr(idx).cast()
     }
 
     /// The address of the last byte of `rec`, for prefetching its second cache line when it
@@ -168,6 +176,12 @@ impl<K, V> Arena<K, V> {
         if *free != NONE {
             let idx = *free;
             *free = self.get(idx).time_word() as u32;
+            if *free != NONE {
+                // The next allocation reads this record's link and writes the record: start the
+                // miss now, so that it overlaps the caller's work instead of stalling the next
+                // creation under the lock.
+                super::slots::prefetch(self.addr(*free));
+            }
             return Some(idx);
         }
         let idx = self.len.load(Ordering::Relaxed);
@@ -189,6 +203,11 @@ impl<K, V> Arena<K, V> {
         }
         // Release: a reader that learns the index (through a slot) sees the record initialised.
         self.len.store(idx + 1, Ordering::Release);
+        if i + 1 < per {
+            // The next allocation writes the next record (not yet handed out, so only its address
+            // is taken): fetch its line now, as above.
+            super::slots::prefetch(Self::last_byte(self.ptr(idx + 1)));
+        }
         Some(idx)
     }
 

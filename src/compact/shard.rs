@@ -614,6 +614,7 @@ impl<K: Eq + Clone, V> Shard<K, V> {
     /// The live, visible flow of `key` at tick `now`. Lock-free (C2, C3, C7).
     #[inline]
     pub(crate) fn lookup(&self, key: &K, hash: u64, now: u64) -> Option<RecordRef<K, V>> {
+        self.slots.prefetch_home(slot::tag_of(hash));
         let g = self.common.readers.enter();
         self.lookup_in(key, hash, now, &g)
     }

@@ -141,6 +141,11 @@ pub(crate) struct Slots {
     current: AtomicPtr<SlotArray>,
     /// Even when no rebuild runs; bumped around rebuilds and after growth (C3).
     seq: AtomicU64,
+    /// The current array's first slot and capacity, copied here for [`Slots::prefetch_home`],
+    /// which reads them outside any read section: only a prefetch address is made from them, so
+    /// a stale or mixed pair (during growth) costs a useless prefetch, never a wrong read.
+    hint_base: AtomicUsize,
+    hint_cap: AtomicUsize,
     /// Counters written without the shard lock, on their own cache lines (readers that reap
     /// write them, readers that probe read `current`).
     lockless: CachePadded<Lockless>,
@@ -167,11 +172,15 @@ pub(crate) struct SlotsW {
 
 impl Slots {
     pub(crate) fn new(cap: usize) -> (Slots, SlotsW) {
-        let arr = Box::into_raw(SlotArray::new(cap));
+        let arr = SlotArray::new(cap);
+        let (base, cap) = (arr.addr(0) as usize, arr.cap());
+        let arr = Box::into_raw(arr);
         (
             Slots {
                 current: AtomicPtr::new(arr),
                 seq: AtomicU64::new(0),
+                hint_base: AtomicUsize::new(base),
+                hint_cap: AtomicUsize::new(cap),
                 lockless: CachePadded(Lockless { reaped: AtomicUsize::new(0), orphaned: AtomicUsize::new(0) }),
             },
             SlotsW { retired: Vec::new(), live: 0, tombs: 0 },
@@ -201,6 +210,22 @@ impl Slots {
     #[inline]
     pub(crate) fn array_read<'g>(&'g self, _in: &'g ReadGuard<'_>) -> &'g SlotArray {
         self.array()
+    }
+
+    /// Prefetches the home slot of `tag` before a lookup enters its read section, so that the
+    /// slot's miss overlaps the section's entry (a full fence) instead of following it. Reads no
+    /// slot: the address comes from the hint fields, which may be stale (see there).
+    #[inline]
+    pub(crate) fn prefetch_home(&self, tag: u32) {
+        #[cfg(not(flowtable_loom))]
+        {
+            // Relaxed: a hint; nothing is read through the address but a prefetch.
+            let base = self.hint_base.load(Ordering::Relaxed);
+            let cap = self.hint_cap.load(Ordering::Relaxed);
+            prefetch(base.wrapping_add(slot::home(tag, cap) * 8) as *const u8);
+        }
+        #[cfg(flowtable_loom)]
+        let _ = tag;
     }
 
     /// Frees the retired arrays that no open read section may still probe (C1). Shard lock held.
@@ -389,6 +414,9 @@ impl Slots {
         w.tombs = 0;
         // SeqCst (includes Release: readers that load the new pointer see its contents): the
         // read-section protocol orders it against the readers' entries (see `readers`).
+        // Relaxed: hints for `prefetch_home` only.
+        self.hint_base.store(new.addr(0) as usize, Ordering::Relaxed);
+        self.hint_cap.store(new.cap(), Ordering::Relaxed);
         self.current.store(Box::into_raw(new), Ordering::SeqCst);
         // SAFETY: `old_ptr` came from `Box::into_raw` and is no longer current; ownership moves to
         // `retired`, which keeps it allocated until `reclaim` sees no read section that may probe
