@@ -412,11 +412,11 @@ impl Slots {
         }
         w.live = live;
         w.tombs = 0;
-        // SeqCst (includes Release: readers that load the new pointer see its contents): the
-        // read-section protocol orders it against the readers' entries (see `readers`).
         // Relaxed: hints for `prefetch_home` only.
         self.hint_base.store(new.addr(0) as usize, Ordering::Relaxed);
         self.hint_cap.store(new.cap(), Ordering::Relaxed);
+        // SeqCst (includes Release: readers that load the new pointer see its contents): the
+        // read-section protocol orders it against the readers' entries (see `readers`).
         self.current.store(Box::into_raw(new), Ordering::SeqCst);
         // SAFETY: `old_ptr` came from `Box::into_raw` and is no longer current; ownership moves to
         // `retired`, which keeps it allocated until `reclaim` sees no read section that may probe

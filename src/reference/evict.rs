@@ -83,19 +83,17 @@ impl<T: Evictable> EvictionQueues<T> {
                 let best = (0..self.stripes.len())
                     .filter_map(|s| self.stripes[s][class as usize].lock().peek().map(|(_, p)| (p.0, s)))
                     .min();
-                let Some((_, s)) = best else {
-                    // The scan takes one stripe's lock at a time, so a class can look empty while
-                    // it never was: another creator evicts the last entry of a stripe not yet
-                    // scanned and files its new flow in one already scanned. Only a scan under
-                    // all the class's locks at once (taken in stripe order; no other path holds
-                    // two queue locks) says the class is empty; before this check, a flood from
-                    // two threads could evict an established flow (`tests/overload.rs`).
+                // The scan takes one stripe's lock at a time, so a class can look empty while it
+                // never was: another creator evicts the last entry of a stripe not yet scanned and
+                // files its new flow in one already scanned. Only a scan under all the class's
+                // locks at once (taken in stripe order; no other path holds two queue locks) says
+                // the class is empty; without it, a flood from two threads could evict an
+                // established flow (`tests/overload.rs`).
+                let best = best.or_else(|| {
                     let all: Vec<_> = self.stripes.iter().map(|st| st[class as usize].lock()).collect();
-                    if all.iter().all(|q| q.is_empty()) {
-                        break;
-                    }
-                    continue;
-                };
+                    all.iter().enumerate().filter_map(|(s, q)| q.peek().map(|(_, p)| (p.0, s))).min()
+                });
+                let Some((_, s)) = best else { break };
                 let mut q = self.stripes[s][class as usize].lock();
                 let Some((item, Reverse(filed))) = q.pop() else { continue };
                 let rec = item.0;
