@@ -32,6 +32,11 @@ pub(super) trait Evictable {
     fn seen(&self) -> u64;
 }
 
+/// When the head of stripe `s`'s queue `q` was filed, and `s`: the oldest head is the minimum.
+fn head<T>(s: usize, q: &Pq<T>) -> Option<(u64, usize)> {
+    q.peek().map(|(_, p)| (p.0, s))
+}
+
 /// `[stripe][class]` queues.
 pub(super) struct EvictionQueues<T> {
     stripes: Box<[Stripe<T>]>,
@@ -80,9 +85,8 @@ impl<T: Evictable> EvictionQueues<T> {
         for class in CLASSES {
             loop {
                 // The stripe whose head is oldest.
-                let best = (0..self.stripes.len())
-                    .filter_map(|s| self.stripes[s][class as usize].lock().peek().map(|(_, p)| (p.0, s)))
-                    .min();
+                let best =
+                    (0..self.stripes.len()).filter_map(|s| head(s, &self.stripes[s][class as usize].lock())).min();
                 // The scan takes one stripe's lock at a time, so a class can look empty while it
                 // never was: another creator evicts the last entry of a stripe not yet scanned and
                 // files its new flow in one already scanned. Only a scan under all the class's
@@ -91,7 +95,7 @@ impl<T: Evictable> EvictionQueues<T> {
                 // established flow (`tests/overload.rs`).
                 let best = best.or_else(|| {
                     let all: Vec<_> = self.stripes.iter().map(|st| st[class as usize].lock()).collect();
-                    all.iter().enumerate().filter_map(|(s, q)| q.peek().map(|(_, p)| (p.0, s))).min()
+                    all.iter().enumerate().filter_map(|(s, q)| head(s, q)).min()
                 });
                 let Some((_, s)) = best else { break };
                 let mut q = self.stripes[s][class as usize].lock();
