@@ -6,11 +6,14 @@
 //! growth takes 512 times fewer page faults. Measured with `flowbench --flows 10000000`, slot
 //! arrays on huge pages raised `insert` and `get` by about a tenth each (`design/memory.md`).
 //!
-//! Record chunks stay on base pages: they are filled in order, and a 4 KiB fault clears the page
-//! just before the records are written into it, leaving it in the cache; a 2 MiB fault clears two
-//! megabytes at once, most of which has left the core's caches by the time records reach it.
-//! Chunks allocated in 2 MiB pairs on huge pages, on top of the slot arrays, made `insert` slower
-//! than with no huge pages at all.
+//! Record chunks stay on base pages. On huge pages `get` at 10^7 gains about a tenth, but `insert`
+//! loses more than that on the virtual machines this crate is measured on: a table's records are
+//! first touched as it grows, and there a fresh 2 MiB page is often dear. The guest reports free
+//! 2 MiB blocks to the host (virtio-balloon free page reporting) about two seconds after they are
+//! freed, and the first touch of a reported block waits for the host to fault it back in (7 ms a
+//! page, against 0.4 ms for a 2 MiB page freed a moment ago and 1.2 ms for 512 base pages, records
+//! written included).
+//! Measured figures: `design/memory.md`.
 //!
 //! The hint is `madvise(MADV_HUGEPAGE)`, honoured when the system's transparent huge page mode
 //! is `madvise` or `always` (`/sys/kernel/mm/transparent_hugepage/enabled`) and ignored when it
