@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::sync::CachePadded;
+use crate::sync::striped::StripedCount;
 
 /// What a table does with a new flow when it holds its maximum number of flows.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -47,10 +47,9 @@ pub struct Emergency {
 pub(crate) struct Occupancy {
     /// The exact count, when the table has a maximum or watermarks.
     live: AtomicUsize,
-    /// Per-thread counts (wrapping; only their sum means anything), when it has neither: a flow
-    /// reserved on one thread and released on another moves one unit between stripes. Keeps the
-    /// create and expiry paths of concurrent workers off one shared cache line.
-    stripes: Option<Box<[CachePadded<AtomicUsize>]>>,
+    /// Per-thread counts, when it has neither: keeps the create and expiry paths of concurrent
+    /// workers off one shared cache line, and most threads off locked instructions.
+    stripes: Option<StripedCount>,
     max: usize,
     policy: CapacityPolicy,
     emergency: Option<Emergency>,
@@ -58,18 +57,9 @@ pub(crate) struct Occupancy {
 }
 
 impl Occupancy {
-    /// `stripes`: how many per-thread counters an unlimited table without watermarks spreads its
-    /// count over.
-    pub(crate) fn new(max: usize, policy: CapacityPolicy, emergency: Option<Emergency>, stripes: usize) -> Self {
-        let stripes = (max == usize::MAX && emergency.is_none())
-            .then(|| (0..stripes.max(1)).map(|_| CachePadded::default()).collect());
+    pub(crate) fn new(max: usize, policy: CapacityPolicy, emergency: Option<Emergency>) -> Self {
+        let stripes = (max == usize::MAX && emergency.is_none()).then(StripedCount::new);
         Occupancy { live: AtomicUsize::new(0), stripes, max, policy, emergency, in_emergency: AtomicBool::new(false) }
-    }
-
-    /// The calling thread's stripe.
-    #[inline]
-    fn stripe<'a>(&self, stripes: &'a [CachePadded<AtomicUsize>]) -> &'a AtomicUsize {
-        &stripes[crate::sync::thread_stripe() % stripes.len()]
     }
 
     pub(crate) fn max(&self) -> usize {
@@ -83,9 +73,9 @@ impl Occupancy {
     /// Flows in the table.
     pub(crate) fn live(&self) -> usize {
         if let Some(st) = &self.stripes {
-            // Relaxed: counts; they publish no data. A sum taken while flows come and go may be
-            // momentarily negative (a release counted before its reservation): report 0 then.
-            let n = st.iter().fold(0usize, |n, s| n.wrapping_add(s.load(Ordering::Relaxed)));
+            // A sum taken while flows come and go may be momentarily negative (a release counted
+            // before its reservation): report 0 then.
+            let n = st.sum();
             return if n > isize::MAX as usize { 0 } else { n };
         }
         // Relaxed: a count; it publishes no data.
@@ -95,7 +85,7 @@ impl Occupancy {
     /// Takes room for one flow; `false` at the maximum.
     pub(crate) fn try_reserve(&self) -> bool {
         if let Some(st) = &self.stripes {
-            self.stripe(st).fetch_add(1, Ordering::Relaxed);
+            st.add(1);
             return true;
         }
         if crate::sync::mutant("reserve_check_then_add") {
@@ -119,7 +109,7 @@ impl Occupancy {
     #[cfg_attr(not(feature = "dashmap"), allow(dead_code))] // the compact backend hands rooms over instead
     pub(crate) fn force_reserve(&self) {
         if let Some(st) = &self.stripes {
-            self.stripe(st).fetch_add(1, Ordering::Relaxed);
+            st.add(1);
             return;
         }
         self.live.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +118,7 @@ impl Occupancy {
     /// Gives back the room of one flow.
     pub(crate) fn release(&self) {
         if let Some(st) = &self.stripes {
-            self.stripe(st).fetch_sub(1, Ordering::Relaxed);
+            st.sub(1);
             return;
         }
         let n = self.live.fetch_sub(1, Ordering::Relaxed) - 1;
@@ -160,7 +150,7 @@ mod tests {
     #[test]
     fn watermarks_switch_emergency_mode_with_hysteresis() {
         let e = Emergency { high: 8, low: 4, timeout: Duration::from_secs(1) };
-        let o = Occupancy::new(10, CapacityPolicy::Reject, Some(e), 4);
+        let o = Occupancy::new(10, CapacityPolicy::Reject, Some(e));
         let normal = Duration::from_secs(60);
         for _ in 0..7 {
             assert!(o.try_reserve());
@@ -180,7 +170,7 @@ mod tests {
 
     #[test]
     fn reserve_stops_at_the_maximum() {
-        let o = Occupancy::new(2, CapacityPolicy::Reject, None, 4);
+        let o = Occupancy::new(2, CapacityPolicy::Reject, None);
         assert!(o.try_reserve() && o.try_reserve());
         assert!(!o.try_reserve());
         o.release();
@@ -189,7 +179,7 @@ mod tests {
 
     #[test]
     fn unlimited_counts_are_striped_and_sum_across_threads() {
-        let o = std::sync::Arc::new(Occupancy::new(usize::MAX, CapacityPolicy::Reject, None, 8));
+        let o = std::sync::Arc::new(Occupancy::new(usize::MAX, CapacityPolicy::Reject, None));
         assert!(o.stripes.is_some());
         for _ in 0..10 {
             assert!(o.try_reserve());
@@ -209,6 +199,6 @@ mod tests {
         o.force_reserve();
         assert_eq!(o.live(), 3);
         // A bounded table keeps one exact count.
-        assert!(Occupancy::new(5, CapacityPolicy::Reject, None, 8).stripes.is_none());
+        assert!(Occupancy::new(5, CapacityPolicy::Reject, None).stripes.is_none());
     }
 }

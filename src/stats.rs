@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::sync::CachePadded;
+use crate::sync::{striped, CachePadded};
 use crate::{FlowClass, RemovalCause};
 
 /// A snapshot of a table's counters. Counters are monotonic except `live`.
@@ -80,15 +80,16 @@ pub(crate) enum Event {
 }
 
 impl Counters {
-    pub(crate) fn new(stripes: usize) -> Self {
-        Counters { stripes: (0..stripes.max(1)).map(|_| CachePadded::default()).collect() }
+    pub(crate) fn new() -> Self {
+        Counters { stripes: (0..striped::STRIPES).map(|_| CachePadded::default()).collect() }
     }
 
-    /// Counts `event` in the calling thread's stripe (threads that count the same shard's events
-    /// do not share a cache line).
+    /// Counts `event` in the calling thread's stripe (threads that count the same events do not
+    /// share a cache line, and most count without a locked instruction: [`striped`]).
     #[inline]
     pub(crate) fn add(&self, event: Event) {
-        let s = &self.stripes[crate::sync::thread_stripe() % self.stripes.len()];
+        let (i, owned) = striped::own_stripe();
+        let s = &self.stripes[i];
         let c = match event {
             Event::Created => &s.created,
             Event::Left(RemovalCause::Expired) => &s.expired,
@@ -100,7 +101,12 @@ impl Counters {
             Event::Reclaimed => &s.reclaimed,
         };
         // Relaxed: a statistic; nothing is ordered by it.
-        c.fetch_add(1, Ordering::Relaxed);
+        if owned {
+            // Only this thread writes its owned stripe, so a load and a store lose no count.
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        } else {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Sums the stripes into a snapshot (with `live` given by the caller).

@@ -234,8 +234,8 @@ where
         let per_shard = per_shard + per_shard / 64 + if expected > 0 { 16 } else { 0 };
         let common = Arc::new(Common {
             listener: config.listener,
-            counters: Counters::new(shards),
-            occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency, shards),
+            counters: Counters::new(),
+            occ: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
             palette: Palette::new(id::timeout_ms(config.idle_timeout)),
             timeout: config.idle_timeout,
             births: AtomicUsize::new(0),

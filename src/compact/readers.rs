@@ -9,13 +9,10 @@
 //! per thread (by the thread's index), on their own cache lines, so concurrent lookups write
 //! different lines.
 //!
-//! The first [`OWNED`] threads to ask for an index (`sync::thread_stripe`, which never gives one
-//! index to two threads) each own a stripe that no other thread writes: they count with a load
-//! and a store instead of a read-modify-write, and leave a section with a plain `Release` store,
-//! which on x86-64 is an ordinary move where a decrement is a locked instruction (each locked
-//! instruction waits for the stores before it: 6.5 to 9 ns on the CI machine's CPU). Later
-//! threads share the other stripes and keep the read-modify-writes. Loom builds run every model
-//! thread under one index, so they always take the shared path.
+//! Stripes are chosen as for every striped counter of the crate ([`striped`]): the first threads
+//! each own one, count with a load and a store and leave a section with a plain `Release` store,
+//! which on x86-64 is an ordinary move where a decrement is a locked instruction; later threads
+//! share the other stripes and keep the read-modify-writes (so do loom builds).
 //!
 //! Orderings: the increment (an RMW, or the owner's store), the array load in
 //! [`Slots::array_read`](super::slots::Slots) and the writer's replacing store and stripe loads
@@ -28,14 +25,11 @@
 use std::marker::PhantomData;
 
 use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::striped::{self, STRIPES};
 use crate::sync::CachePadded;
 
-/// Stripes owned each by one thread: those of the threads of index `0..OWNED`.
-const OWNED: usize = 32;
-/// Stripes shared by the threads of later index (`index % SHARED`).
-const SHARED: usize = 32;
-/// Stripes of a table (at most 64: a retired array records which it has seen at zero in a `u64`).
-const STRIPES: usize = OWNED + SHARED;
+// A retired array records the stripes it has seen at zero in a `u64`.
+const _: () = assert!(STRIPES <= 64);
 
 /// The read-section counters of one table.
 pub(crate) struct Readers {
@@ -58,17 +52,15 @@ impl Readers {
     /// Enters a read section on the calling thread's stripe.
     #[inline]
     pub(crate) fn enter(&self) -> ReadGuard<'_> {
-        let i = crate::sync::thread_stripe();
-        let owned = cfg!(not(flowtable_loom)) && i < OWNED;
+        let (i, owned) = striped::own_stripe();
+        let count = &self.stripes[i].0;
         if owned {
-            let count = &self.stripes[i].0;
             // Only this thread writes its owned stripe, so a load and a store lose no count.
             // SeqCst: ordered before the array load as the read-modify-write was (C1).
             count.store(count.load(Ordering::Relaxed) + 1, Ordering::SeqCst);
-            return ReadGuard { count, owned, _thread: PhantomData };
+        } else {
+            count.fetch_add(1, Ordering::SeqCst);
         }
-        let count = &self.stripes[OWNED + i % SHARED].0;
-        count.fetch_add(1, Ordering::SeqCst);
         ReadGuard { count, owned, _thread: PhantomData }
     }
 
@@ -124,10 +116,10 @@ mod tests {
     fn sections_on_owned_and_shared_stripes_count_alike() {
         // More threads than owned stripes: the later ones share stripes and count by RMWs.
         let r = Readers::new();
-        let open = std::sync::Barrier::new(OWNED + 9);
-        let done = std::sync::Barrier::new(OWNED + 9);
+        let open = std::sync::Barrier::new(striped::OWNED + 9);
+        let done = std::sync::Barrier::new(striped::OWNED + 9);
         std::thread::scope(|s| {
-            for _ in 0..OWNED + 8 {
+            for _ in 0..striped::OWNED + 8 {
                 s.spawn(|| {
                     let g = r.enter();
                     let nested = r.enter();

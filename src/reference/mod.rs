@@ -482,8 +482,8 @@ where
             timers: Timers::new(queues),
             pending: Pending::new(shards),
             hooks: Arc::new(Hooks {
-                counters: Counters::new(shards),
-                occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency, shards),
+                counters: Counters::new(),
+                occupancy: Occupancy::new(config.max_flows, config.capacity_policy, config.emergency),
                 listener: config.listener,
             }),
             evict: (config.capacity_policy == CapacityPolicy::Evict).then(|| EvictionQueues::new(queues)),

@@ -25,6 +25,8 @@ pub mod loom_mutant;
 #[cfg(flowtable_loom)]
 mod loom_rc;
 
+pub(crate) mod striped;
+
 /// Whether the injected bug `name` is active: always `false` (const-folded) outside loom builds.
 #[cfg(not(flowtable_loom))]
 #[inline(always)]
@@ -40,13 +42,14 @@ pub(crate) fn mutant(name: &'static str) -> bool {
     loom_mutant::active(name)
 }
 
-/// The calling thread's index: 0, 1, 2... in the order threads first ask for it. Picks a
-/// thread's stripe of a striped counter (`index % stripes`), so that threads counting the same
-/// events write different cache lines: any `stripes` threads that first asked one after another
-/// get different stripes.
+/// The calling thread's index: 0, 1, 2... in the order threads first ask for it, never the same
+/// for two threads (indices of finished threads are not handed out again). Picks a thread's
+/// stripe of a striped counter ([`striped`]), so that threads counting the same events write
+/// different cache lines, and the first threads own theirs: that an owned stripe has one writer
+/// rests on the uniqueness.
 ///
-/// A hint, not part of any protocol (any value is correct), so its counter is a plain `std`
-/// atomic even in loom builds, where all model threads share one OS thread and so one index.
+/// Its counter is a plain `std` atomic even in loom builds, where all model threads share one OS
+/// thread and so one index: there [`striped::own_stripe`] never reports a stripe as owned.
 /// (It used to hash the address of a thread-local. Two threads' addresses can hash to one
 /// stripe, and as the C library hands new threads the stacks of finished ones, the same two
 /// addresses come back: two workers spawned by a benchmark shared a stripe of 8 in every
