@@ -100,13 +100,7 @@ impl Counters {
             Event::Evicted(class) => &s.evicted_class[class as usize],
             Event::Reclaimed => &s.reclaimed,
         };
-        // Relaxed: a statistic; nothing is ordered by it.
-        if owned {
-            // Only this thread writes its owned stripe, so a load and a store lose no count.
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        } else {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        striped::add_to(c, owned, 1);
     }
 
     /// Sums the stripes into a snapshot (with `live` given by the caller).

@@ -9,7 +9,7 @@
 //! index, so they always take the shared path (and loom checks its read-modify-writes).
 #![forbid(unsafe_code)]
 
-use super::atomic::{AtomicUsize, Ordering};
+use super::atomic::{AtomicU64, Ordering};
 use super::CachePadded;
 
 /// Stripes owned each by one thread: those of the threads of index `0..OWNED`.
@@ -30,12 +30,25 @@ pub(crate) fn own_stripe() -> (usize, bool) {
     }
 }
 
+/// Adds `d` (wrapping) to `c`, a counter in the calling thread's stripe, `owned` as
+/// [`own_stripe`] said.
+#[inline]
+pub(crate) fn add_to(c: &AtomicU64, owned: bool, d: u64) {
+    // Relaxed: a count; it publishes no data.
+    if owned {
+        // Only this thread writes its owned stripe, so a load and a store lose no count.
+        c.store(c.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
+    } else {
+        c.fetch_add(d, Ordering::Relaxed);
+    }
+}
+
 /// A count that many threads change: each changes its own stripe; the count is the (wrapping) sum.
 /// A unit added on one thread and taken on another moves between stripes, so a single stripe means
 /// nothing, and a sum taken while others count may be momentarily off.
 #[derive(Debug)]
 pub(crate) struct StripedCount {
-    stripes: Box<[CachePadded<AtomicUsize>]>,
+    stripes: Box<[CachePadded<AtomicU64>]>,
 }
 
 impl StripedCount {
@@ -43,30 +56,24 @@ impl StripedCount {
         StripedCount { stripes: (0..STRIPES).map(|_| CachePadded::default()).collect() }
     }
 
-    /// Adds `d` (wrapping) to the calling thread's stripe.
+    /// Adds `d` (wrapping) on the calling thread's stripe.
     #[inline]
     pub(crate) fn add(&self, d: usize) {
         let (i, owned) = own_stripe();
-        let s = &self.stripes[i].0;
-        // Relaxed: a count; it publishes no data.
-        if owned {
-            // Only this thread writes its owned stripe, so a load and a store lose no count.
-            s.store(s.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
-        } else {
-            s.fetch_add(d, Ordering::Relaxed);
-        }
+        add_to(&self.stripes[i].0, owned, d as u64);
     }
 
-    /// Takes `d` (wrapping) from the calling thread's stripe.
+    /// Takes `d` (wrapping) on the calling thread's stripe.
     #[inline]
     pub(crate) fn sub(&self, d: usize) {
-        self.add(d.wrapping_neg());
+        let (i, owned) = own_stripe();
+        add_to(&self.stripes[i].0, owned, (d as u64).wrapping_neg());
     }
 
-    /// The wrapping sum of the stripes.
+    /// The wrapping sum of the stripes (modulo `usize`'s range, as counting in `usize` would be).
     pub(crate) fn sum(&self) -> usize {
         // Relaxed: counts.
-        self.stripes.iter().fold(0usize, |n, s| n.wrapping_add(s.load(Ordering::Relaxed)))
+        self.stripes.iter().fold(0u64, |n, s| n.wrapping_add(s.load(Ordering::Relaxed))) as usize
     }
 }
 
